@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One command to set up mobile-seg: a virtualenv in .venv with the pinned stack,
+# the project installed editable, and `mobile-seg` on the venv's PATH.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+
+# System libraries: OpenCV's GUI needs libGL/GLib; the window-mode demo test runs under Xvfb.
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  need=()
+  for p in libgl1 libglib2.0-0 xvfb x11-utils imagemagick; do
+    dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
+      || echo "setup: could not install ${need[*]} (the window-mode demo test will be skipped)" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+# CPU TensorFlow first; tf-keras and tfmot without deps so pip does not pull the GPU tensorflow.
+pip install -q -r requirements.txt
+pip install -q --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1
+pip install -q --no-deps -e .
+mobile-seg --version
