@@ -43,13 +43,431 @@ def main() -> None:
 
 # === data (issue: foundation) ===
 
+@main.group()
+def data() -> None:
+    """Check a segmentation dataset and build it into TFRecords."""
+
+
+def _dataset_options(fn):
+    """DATASET and the flags `data check` and `data build` share (same meaning in both)."""
+    options = [
+        click.argument("dataset", required=False),
+        click.option("--images", metavar="DIR", help="Images folder; pairs matched by file stem with --masks."),
+        click.option("--masks", metavar="DIR", help="Masks folder (class-index PNGs)."),
+        click.option("--num-classes", type=int, default=2, show_default=True),
+        click.option("--ignore-label", type=int, default=255, show_default=True),
+        click.option("--colour-map", metavar="voc|FILE.json",
+                     help="Convert RGB colour masks to class indices (VOC palette or index→[r,g,b] JSON)."),
+        click.option("--binary", is_flag=True, help="Masks are 0/255: read 255 as class 1 (person)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@data.command("check")
+@_dataset_options
+@user_errors
+def data_check(dataset, images, masks, num_classes, ignore_label, colour_map, binary, as_json):
+    """Check DATASET: split counts, image sizes, class pixels, problems.
+
+    DATASET is a PASCAL VOC 2012 folder (JPEGImages/, SegmentationClass/,
+    ImageSets/Segmentation/<split>.txt); or give --images DIR --masks DIR.
+
+    Exit code 0 when clean, 1 when the dataset has problems, 2 for a usage error.
+    """
+    from mobile_seg.data.check import check_dataset, format_report
+
+    report = check_dataset(dataset, images=images, masks=masks, num_classes=num_classes,
+                           ignore_label=ignore_label, colour_map=colour_map, binary=binary)
+    click.echo(format_report(report))
+    if as_json:
+        echo_json(report.to_dict())
+    sys.exit(0 if report.ok else 1)
+
+
+@data.command("build")
+@_dataset_options
+@click.option("--out", required=True, metavar="DIR", help="Output folder (replaced atomically).")
+@click.option("--skip-bad", is_flag=True, help="Leave out the pairs `data check` rejects (listed).")
+@click.option("--shards", default="auto", show_default=True, help="Shards per split: N or auto.")
+@user_errors
+def data_build(dataset, images, masks, num_classes, ignore_label, colour_map, binary, as_json,
+               out, skip_bad, shards):
+    """Build DATASET into TFRecords per split + descriptor.json in DIR.
+
+    Refuses (exit 1) when `data check` finds problems, unless --skip-bad.
+    """
+    from dataclasses import asdict
+
+    from mobile_seg.data.check import format_problems
+    from mobile_seg.data.tfrecords import build_dataset
+
+    result = build_dataset(dataset, out, images=images, masks=masks, num_classes=num_classes,
+                           ignore_label=ignore_label, colour_map=colour_map, binary=binary,
+                           skip_bad=skip_bad, shards=shards)
+    if result.skipped:
+        click.echo(f"skipped {len(result.report.bad_ids)} bad pair(s); problems:")
+        click.echo(format_problems(result.skipped))
+    for split, info in result.descriptor["splits"].items():
+        click.echo(f"  {split:<10} {info['num_examples']:>6} examples  {len(info['shards'])} shard(s)")
+    click.echo(f"built {result.descriptor['name']} → {result.out} in {result.seconds:.1f} s")
+    if as_json:
+        echo_json({"out": str(result.out), "seconds": round(result.seconds, 2),
+                   "descriptor": result.descriptor, "skipped": [asdict(p) for p in result.skipped]})
+
 # === model / train / eval / vis (issue: DeepLabV3+) ===
+
+def _parse_size(value):
+    """'256' -> (256, 256); '144x256' or '144,256' -> (144, 256) (height x width)."""
+    if value is None:
+        return None
+    parts = str(value).lower().replace("x", ",").split(",")
+    try:
+        nums = [int(p) for p in parts if p.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not SIZE or HxW") from None
+    if len(nums) not in (1, 2):
+        raise click.BadParameter(f"{value!r} is not SIZE or HxW")
+    return (nums[0], nums[-1])
+
+
+def _parse_ints(value, allow_none=False):
+    if value is None:
+        return None
+    if str(value).lower() in ("none", ""):
+        return ()
+    try:
+        return tuple(int(v) for v in str(value).split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+
+
+def _parse_floats(value):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in str(value).split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+
+
+def _parse_decoder_stride(value):
+    if value is None:
+        return None
+    if str(value).lower() in ("none", "0"):
+        return "none"
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use 4 or none") from None
+
+
+def _model_options(size_flag: str):
+    """The ModelConfig flags shared by `model summary` and `train` (None = keep default)."""
+    def decorate(fn):
+        opts = [
+            # Plain types: ModelConfig validates and explains a bad value in one line.
+            click.option("--backbone", default=None, metavar="mobilenetv2|xception65",
+                         help="Encoder (default mobilenetv2)."),
+            click.option("--alpha", type=float, default=None, metavar="0.35|0.5|0.75|1.0",
+                         help="MobileNetV2 width multiplier (default 1.0; ImageNet weights exist for 1.0 only)."),
+            click.option("--output-stride", type=int, default=None, metavar="8|16|32",
+                         help="Input size / encoder feature size (default 16)."),
+            click.option("--atrous-rates", default=None, metavar="R1,R2,R3|none",
+                         help="ASPP atrous rates (default 6,12,18 at OS16, doubled at OS8, halved at "
+                              "OS32); 'none' = 1x1 + image pooling only."),
+            click.option("--decoder-output-stride", default=None, metavar="4|none",
+                         help="4 = DeepLabV3+ decoder (default), none = plain DeepLabV3."),
+            click.option("--num-classes", type=int, default=None, help="Output classes (default 2)."),
+            click.option(size_flag, "size", default=None, metavar="SIZE|HxW",
+                         help="Model input size (default 256)."),
+            click.option("--bn-momentum", type=float, default=None, help="BatchNorm momentum (default 0.97)."),
+        ]
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return decorate
+
+
+def _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, num_classes,
+                     size, bn_momentum) -> dict:
+    dec = _parse_decoder_stride(decoder_output_stride)
+    rates = _parse_ints(atrous_rates)
+    # None = flag not given; the string "none" = explicitly no decoder.
+    return {"backbone": backbone, "alpha": alpha, "output_stride": output_stride,
+            "atrous_rates": list(rates) if rates is not None else None,
+            "decoder_output_stride": dec, "num_classes": num_classes,
+            "input_size": _parse_size(size), "bn_momentum": bn_momentum}
+
+
+@main.group()
+def model() -> None:
+    """Inspect DeepLabV3(+) model variants."""
+
+
+@model.command("summary")
+@_model_options("--input-size")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, num_classes,
+                  size, bn_momentum, as_json):
+    """Print parameters, multiply-adds at the input size, and the output stride reached.
+
+    The published MobileNetV2 DeepLabV3 (2.11 M params, 2.75 B MAdds) is:
+    --alpha 1.0 --output-stride 16 --atrous-rates none --decoder-output-stride none
+    --num-classes 21 --input-size 513
+    """
+    from mobile_seg.config import ModelConfig
+    from mobile_seg.model.summary import summarize_config
+    overrides = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
+                                 num_classes, size, bn_momentum)
+    from mobile_seg.train import apply_overrides
+    config = ModelConfig.from_dict(apply_overrides(ModelConfig().to_dict(), overrides))
+    summary = summarize_config(config)
+    click.echo(summary.format())
+    if as_json:
+        echo_json(summary.to_dict())
+
+
+@main.command("train")
+@click.option("--data", required=True, type=click.Path(), help="Built dataset (mobile-seg data build --out).")
+@click.option("--out", "run_dir", required=True, type=click.Path(),
+              help="Run directory: checkpoints, config.json, TensorBoard logs. Rerun to resume.")
+@click.option("--config", "config_file", type=click.Path(), default=None,
+              help='JSON file {"model": {...}, "train": {...}}; flags override it.')
+@_model_options("--crop-size")
+@click.option("--split", default=None, help="Split to train on (default train).")
+@click.option("--batch-size", type=int, default=None, help="Global batch size (default 8).")
+@click.option("--steps", type=int, default=None, help="Total training steps (default 2000).")
+@click.option("--learning-rate", type=float, default=None,
+              help="Peak learning rate after warm-up, then poly decay (default 0.02).")
+@click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps (default 100).")
+@click.option("--weight-decay", type=float, default=None, help="L2 on conv kernels (default 4e-5).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
+              help="sgd (momentum 0.9, default) or adam.")
+@click.option("--class-weights", default=None, metavar="W0,W1,...", help="Per-class loss weights.")
+@click.option("--init-weights", type=click.Path(), default=None, metavar="NPZ",
+              help="ImageNet backbone weights: the TF-slim MobileNetV2 1.0 npz "
+                   "(mobilenet_v2_1.0_224_imagenet.npz, shipped in the shared data bundle). Only for "
+                   "--backbone mobilenetv2 --alpha 1.0: other widths and xception65 have no ImageNet "
+                   "weights and train from scratch. Default: from scratch.")
+@click.option("--base-resize", type=click.Choice(["stretch", "none"]), default=None,
+              help="Before random scaling, stretch each image to the crop size (default: what eval "
+                   "and the runtime feed) or keep its original resolution (DeepLab's VOC recipe).")
+@click.option("--min-scale", type=float, default=None, help="Random scale lower bound (default 0.5).")
+@click.option("--max-scale", type=float, default=None, help="Random scale upper bound (default 2.0).")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 200).")
+@click.option("--log-every", type=int, default=None, help="Steps between log lines/TensorBoard points (default 20).")
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
+              help="tf.distribute: one device, all local devices, or the TF_CONFIG cluster.")
+@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous_rates,
+              decoder_output_stride, num_classes, size, bn_momentum, split, batch_size, steps,
+              learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
+              base_resize, min_scale, max_scale, checkpoint_every, log_every, strategy, seed, quiet, as_json):
+    """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
+
+    Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
+    """
+    from mobile_seg.train import resolve_configs, train
+    model_over = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
+                                  num_classes, size, bn_momentum)
+    train_over = {"split": split, "batch_size": batch_size, "steps": steps, "learning_rate": learning_rate,
+                  "warmup_steps": warmup_steps, "weight_decay": weight_decay, "optimizer": optimizer,
+                  "class_weights": _parse_floats(class_weights), "init_weights": init_weights,
+                  "base_resize": base_resize, "min_scale": min_scale, "max_scale": max_scale,
+                  "checkpoint_every": checkpoint_every, "log_every": log_every, "strategy": strategy,
+                  "seed": seed}
+    model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
+    click.echo(f"model: {model_config.describe()}")
+    result = train(data, run_dir, model_config, train_config, progress=not quiet)
+    click.echo(f"{'stopped' if result.interrupted else 'done'}: step {result.step}/{result.steps}, "
+               f"loss {result.loss:.4f}, running mIoU {result.running_miou:.3f}, "
+               f"{result.images_per_sec:.1f} img/s, {result.wall_s:.0f} s -> {run_dir}")
+    if as_json:
+        echo_json(result.to_dict())
+    if result.interrupted:
+        import signal as _signal
+        sys.exit(128 + int(getattr(_signal, result.interrupted)))
+
+
+@main.command("eval")
+@click.option("--data", required=True, type=click.Path(), help="Built dataset (mobile-seg data build --out).")
+@click.option("--split", default="val", show_default=True, help="Split to evaluate.")
+@click.option("--run", "run_dir", type=click.Path(), default=None, help="Training run (newest checkpoint).")
+@click.option("--tflite", type=click.Path(), default=None, help="A .tflite model instead of a run.")
+@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True,
+              help="How images reach the model input: stretch, or keep aspect and pad.")
+@click.option("--limit", type=int, default=None, help="Only the first N examples.")
+@click.option("--threads", type=int, default=None, help="TFLite interpreter threads.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def eval_cmd(data, split, run_dir, tflite, resize, limit, threads, quiet, as_json):
+    """mIoU, per-class IoU, pixel accuracy and confusion matrix at original resolution.
+
+    One pass over the split, then it exits (it never waits for new checkpoints).
+    """
+    from mobile_seg.evaluate import evaluate
+    result = evaluate(data, split, run=run_dir, tflite=tflite, resize=resize, progress=not quiet,
+                      limit=limit, num_threads=threads)
+    click.echo(result.format())
+    if as_json:
+        echo_json(result.to_dict())
+
+
+@main.command("vis")
+@click.option("--run", "run_dir", type=click.Path(), default=None, help="Training run (newest checkpoint).")
+@click.option("--tflite", type=click.Path(), default=None, help="A .tflite model instead of a run.")
+@click.option("--images", required=True, type=click.Path(), help="Folder of images.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Output folder.")
+@click.option("--masks", type=click.Path(), default=None,
+              help="Folder of ground-truth <id>.png masks (adds a third panel).")
+@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True)
+@click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_json):
+    """Write palette PNG masks, overlays and image | prediction | truth side-by-sides."""
+    from mobile_seg.vis import visualize
+    result = visualize(images, out_dir, run=run_dir, tflite=tflite, masks_dir=masks, resize=resize,
+                       limit=limit, progress=not quiet)
+    click.echo(f"wrote {len(result.files)} files for {result.images} images "
+               f"({result.with_truth} with ground truth) to {out_dir}")
+    if as_json:
+        echo_json(result.to_dict())
+
 
 # === qat / export (issue: QAT & export) ===
 
 # === bench (issue: bench) ===
 
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=True))
+@click.option("--threads", default="1", show_default=True, help="Thread counts, comma-separated (e.g. 1,2).")
+@click.option("--runs", default=100, show_default=True, type=click.IntRange(min=1), help="Timed rounds.")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0), help="Untimed rounds first.")
+@click.option("--xnnpack/--no-xnnpack", default=True, show_default=True, help="XNNPACK delegate (CPU).")
+@click.option("--memory/--no-memory", default=True, show_default=True,
+              help="Measure peak RSS per model (a fresh process each; host only).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line, last.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table rows as CSV.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Latency vs accuracy (from model metadata) or latency bars, e.g. bench.png.")
+@click.option("--metric", default=None, help="Accuracy for --plot as DATASET/SPLIT:NAME (default: person_iou).")
+@click.option("--adb", "use_adb", is_flag=True, help="Run on an Android device with benchmark_model.")
+@click.option("--serial", default=None, help="adb device serial (when several are attached).")
+@click.option("--benchmark-binary", type=click.Path(dir_okay=False),
+              help="TFLite benchmark_model built for the phone (you download it; we never do).")
+@click.option("--use-gpu", is_flag=True, help="With --adb: GPU delegate.")
+@click.option("--use-nnapi", is_flag=True, help="With --adb: NNAPI delegate.")
+@user_errors
+def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_path, plot_path, metric,
+          use_adb, serial, benchmark_binary, use_gpu, use_nnapi):
+    """Latency, size, op census and memory of .tflite MODELS; the first is the reference.
+
+    On this machine models run interleaved round by round, so machine noise hits them
+    alike. With --adb they run on a phone through TFLite's benchmark_model.
+    """
+    from mobile_seg.bench.results import format_table, write_csv
+    from mobile_seg.errors import ConfigError
+
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    if use_gpu and use_nnapi:
+        raise ConfigError("--use-gpu and --use-nnapi exclude each other")
+    if use_adb:
+        from mobile_seg.bench.adb import run_adb_bench
+        accel = "gpu" if use_gpu else "nnapi" if use_nnapi else "cpu"
+        result = run_adb_bench(models, benchmark_binary, serial=serial, threads=threads, runs=runs,
+                               warmup=warmup, accelerator=accel, xnnpack=xnnpack, progress=say)
+    else:
+        stray = [f for f, v in (("--serial", serial), ("--benchmark-binary", benchmark_binary),
+                                ("--use-gpu", use_gpu), ("--use-nnapi", use_nnapi)) if v]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)}: only with --adb")
+        from mobile_seg.bench.harness import run_bench
+        result = run_bench(models, threads=threads, runs=runs, warmup=warmup, xnnpack=xnnpack,
+                           memory=memory, seed=seed, progress=say)
+    click.echo(format_table(result))
+    if csv_path:
+        write_csv(result, csv_path)
+        say(f"bench: wrote {csv_path}")
+    out = result.to_dict()
+    if plot_path:
+        from mobile_seg.bench.plot import plot_bench
+        out["plot"] = {"path": plot_path, **plot_bench(result, plot_path, metric=metric)}
+        say(f"bench: wrote {plot_path} ({out['plot']['kind']})")
+    if as_json:
+        echo_json(out)
+
+
 # === demo (issue: demo) ===
+
+@main.command("demo")
+@click.option("--camera", type=int, default=None, help="Camera index (e.g. 0).")
+@click.option("--video", type=click.Path(dir_okay=False), default=None, help="Video file to process.")
+@click.option("--image", type=click.Path(dir_okay=False), default=None, help="Still image to process.")
+@click.option("--model", type=click.Path(), default=None,
+              help="Segmentation .tflite (default: the model shipped in the package).")
+@click.option("--effect", type=click.Choice(["blur", "bokeh", "replace", "colour", "mask"]),
+              default="blur", show_default=True, help="Background effect.")
+@click.option("--background", type=click.Path(dir_okay=False), default=None,
+              help="Replacement background image (for --effect replace).")
+@click.option("--blur-strength", type=float, default=15.0, show_default=True,
+              help="Blur sigma in frame pixels (bokeh: disc radius 1.5x this).")
+@click.option("--smoothing", type=float, default=0.6, show_default=True,
+              help="Temporal smoothing in [0, 1); 0 = off.")
+@click.option("--refine", type=click.Choice(["guided", "none"]), default="guided", show_default=True,
+              help="Edge refinement with the frame as guide.")
+@click.option("--every", type=int, default=1, show_default=True,
+              help="Run the model on every Nth frame, reuse the mask in between.")
+@click.option("--reuse", type=click.Choice(["hold", "shift"]), default="hold", show_default=True,
+              help="How frames between model runs reuse the mask (with --every > 1).")
+@click.option("--resize", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
+              help="How frames fit the model input (default: the model's metadata, else stretch).")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the result: .mp4/.avi for camera/video, .png/.jpg for an image.")
+@click.option("--no-window", is_flag=True, help="Headless: process and write --output only.")
+@click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
+@click.option("--stats", "show_stats", is_flag=True, help="Print per-stage ms/frame and end-to-end FPS.")
+@click.option("--threads", type=int, default=None, help="Model interpreter threads (default: runtime's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line (last line).")
+@user_errors
+def demo_command(camera, video, image, model, effect, background, blur_strength, smoothing, refine,
+                 every, reuse, resize, output, no_window, max_frames, show_stats, threads, as_json):
+    """Blur (or replace) the background behind the person, live or on a file.
+
+    Window keys: e effect, s smoothing, r refinement, m mask view, l light wrap,
+    o overlay, q/Esc quit.
+    """
+    from demo.app import DemoOptions, format_result, run_demo
+    from demo.pipeline import Settings
+    from mobile_seg.errors import DeviceError
+
+    settings = Settings(effect=effect, strength=blur_strength, smoothing=smoothing, refine=refine,
+                        every=every, reuse=reuse, resize=resize)
+    options = DemoOptions(camera=camera, video=video, image=image, model=model, output=output,
+                          background=background, window=not no_window, max_frames=max_frames,
+                          threads=threads, settings=settings)
+    result = run_demo(options)
+    if not as_json:
+        for line in format_result(result):
+            click.echo(line)
+    if show_stats and not as_json:
+        from demo.stats import format_summary
+        click.echo(format_summary(result.stats))
+    if as_json:
+        echo_json(result.to_dict())
+    if result.lost:
+        where = f"; output finalised: {result.output}" if result.output else ""
+        raise DeviceError(f"{result.end_reason}{where}")
 
 
 if __name__ == "__main__":

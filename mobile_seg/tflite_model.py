@@ -42,7 +42,7 @@ class OpCensus:
     @property
     def float_convs(self) -> int:
         """Convolutions still computing in float (an 'int8' model must have none)."""
-        return sum(n for op, n in self.float_ops.items() if "CONV" in op)
+        return sum(n for op, n in self.float_ops.items() if "CONV" in op.upper())
 
     def to_dict(self) -> dict:
         return {"int8": self.int8, "float": self.float, "other": self.other,

@@ -1,0 +1,408 @@
+"""The demo's frame loop: source → Pipeline → window and/or output file, with stats.
+
+`run_demo(options)` is what `mobile-seg demo` calls. Window mode shows the live result
+with an FPS / model-latency overlay and keys (see KEYS); headless mode (`window=False`)
+only writes `--output`. Outputs are written to a temporary file beside the target and
+renamed at the end; a video is reopened and its frames counted before the rename, so a
+finished run leaves a playable file and a failed run leaves none. A camera that stops
+delivering frames ends the loop cleanly: the output is finalised and the result says so
+(`lost=True`), and the CLI then reports it as an error.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from demo.capture import FrameSource, open_source
+from demo.pipeline import Pipeline, Settings
+from demo.stats import StageTimes
+from mobile_seg.errors import ConfigError, DeviceError, ModelFileError
+from mobile_seg.io_utils import write_bytes_atomic
+
+WINDOW = "mobile-seg demo"
+VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "mobile_seg" / "assets" / "models" / "default.tflite"
+KEYS = {
+    "e": "next effect (blur, bokeh, colour, replace)",
+    "s": "temporal smoothing on/off",
+    "r": "guided-filter refinement on/off",
+    "m": "mask view on/off",
+    "l": "light wrap on/off",
+    "o": "overlay on/off",
+    "q": "quit (also Esc)",
+}
+
+
+@dataclass
+class DemoOptions:
+    """What `mobile-seg demo` was asked to do (one of camera / video / image)."""
+
+    camera: int | None = None
+    video: str | None = None
+    image: str | None = None
+    model: str | None = None
+    output: str | None = None
+    background: str | None = None
+    window: bool = True
+    max_frames: int | None = None
+    threads: int | None = None
+    settings: Settings = field(default_factory=Settings)
+
+
+@dataclass
+class DemoResult:
+    input: str
+    input_kind: str
+    frame_size: tuple[int, int]
+    model: str
+    frames: int
+    end_reason: str
+    lost: bool
+    output: str | None
+    output_frames: int | None
+    stats: dict
+    settings: dict
+    source_dropped: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- model --------------------------------------------------------------------------------
+def resolve_model_path(model: str | None) -> Path:
+    """--model, else the shipped default model; ModelFileError if there is neither."""
+    if model:
+        return Path(model)
+    if DEFAULT_MODEL.exists():
+        return DEFAULT_MODEL
+    raise ModelFileError("no model is shipped with the package yet; pass --model PATH "
+                         "(e.g. --model ../shared/data/models/selfie_segmentation.tflite)")
+
+
+def load_model(path: str | os.PathLike, threads: int | None = None):
+    """A TFLiteModel whose output is a segmentation map (ModelFileError otherwise)."""
+    from mobile_seg.tflite_model import TFLiteModel
+
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    model = TFLiteModel(path, num_threads=threads)
+    model.check_segmentation_output()
+    return model
+
+
+# --- outputs ------------------------------------------------------------------------------
+def check_output_path(output: str | None, input_kind: str) -> None:
+    """Reject an output whose type does not fit the input, before any work is done."""
+    if output is None:
+        return
+    ext = Path(output).suffix.lower()
+    if input_kind == "image":
+        if ext not in IMAGE_EXTENSIONS:
+            raise ConfigError(f"--output for an --image input must end in {', '.join(IMAGE_EXTENSIONS)}",
+                              output)
+    elif ext not in VIDEO_FOURCC:
+        raise ConfigError(f"--output for a {input_kind} input must end in {' or '.join(VIDEO_FOURCC)}", output)
+    if Path(output).is_dir():
+        raise ConfigError("--output is a directory", output)
+
+
+def count_video_frames(path: str | os.PathLike) -> int:
+    """Frames decodable from a video file (0 if it cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        return 0
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+class VideoSink:
+    """Writes frames to a temp video beside `path`; `finish()` verifies it and renames it."""
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        self.path = Path(path)
+        self.fps = fps
+        self.fourcc = VIDEO_FOURCC[self.path.suffix.lower()]
+        self.frames = 0
+        self._writer = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the real extension last: OpenCV picks the container from it.
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is None:
+            h, w = frame.shape[:2]
+            self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc),
+                                           self.fps, (w, h))
+            if not self._writer.isOpened():
+                self.abort()
+                raise DeviceError(f"cannot write {self.fourcc} video here", self.path)
+        self._writer.write(frame)
+        self.frames += 1
+
+    def finish(self) -> int | None:
+        """Close, reopen and count frames, rename into place; None if nothing was written."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self.frames == 0:
+            self.abort()
+            return None
+        readable = count_video_frames(self.tmp)
+        if readable == 0:
+            self.abort()
+            raise DeviceError(f"the written video is not playable ({self.frames} frames written, "
+                              f"none read back)", self.path)
+        os.replace(self.tmp, self.path)
+        return readable
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+
+class ImageSink:
+    """Keeps the latest frame; `finish()` encodes it and writes it atomically."""
+
+    def __init__(self, path: str | os.PathLike, quality: int = 92):
+        self.path = Path(path)
+        self.quality = quality
+        self.frames = 0
+        self._last: np.ndarray | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        self._last = frame
+        self.frames += 1
+
+    def finish(self) -> int | None:
+        if self._last is None:
+            return None
+        ext = self.path.suffix.lower()
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality] if ext in (".jpg", ".jpeg") else []
+        ok, data = cv2.imencode(ext, self._last, params)
+        if not ok:
+            raise DeviceError("cannot encode the output image", self.path)
+        write_bytes_atomic(self.path, data.tobytes())
+        return 1
+
+    def abort(self) -> None:
+        self._last = None
+
+
+# --- window -------------------------------------------------------------------------------
+def check_display() -> None:
+    """Raise DeviceError when no window can be opened (Qt would abort the process)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise DeviceError("no display to open a window on (DISPLAY is not set); "
+                          "use --no-window with --output FILE")
+
+
+def handle_key(key: int, pipeline: Pipeline, state: dict) -> str | None:
+    """Apply a window key; returns 'quit', a short status message, or None."""
+    if key < 0:
+        return None
+    ch = chr(key & 0xFF).lower()
+    if ch == "q" or key & 0xFF == 27:
+        return "quit"
+    if ch == "e":
+        return f"effect: {pipeline.next_effect()}"
+    if ch == "s":
+        return f"smoothing: {'on' if pipeline.toggle_smoothing() else 'off'}"
+    if ch == "r":
+        return f"refine: {'guided' if pipeline.toggle_refine() else 'none'}"
+    if ch == "m":
+        return f"mask view: {'on' if pipeline.toggle_mask_view() else 'off'}"
+    if ch == "l":
+        return f"light wrap: {'on' if pipeline.toggle_wrap() else 'off'}"
+    if ch == "o":
+        state["overlay"] = not state.get("overlay", True)
+        return f"overlay: {'on' if state['overlay'] else 'off'}"
+    return None
+
+
+def draw_overlay(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    """`image` with `lines` of text in a dark box at the top left."""
+    out = image.copy()
+    font, scale, thick = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    sizes = [cv2.getTextSize(t, font, scale, thick)[0] for t in lines]
+    w = max(s[0] for s in sizes) + 12
+    h = 18 * len(lines) + 6
+    roi = out[:h, :w]
+    roi[:] = cv2.convertScaleAbs(roi, alpha=0.35)
+    for i, text in enumerate(lines):
+        cv2.putText(out, text, (6, 17 + 18 * i), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out
+
+
+# --- the loop -----------------------------------------------------------------------------
+class _Stop:
+    """SIGINT/SIGTERM set a flag: the loop then stops cleanly and finalises its output."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous.clear()
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] | None = None) -> DemoResult:
+    """Run the demo; see the module docstring. Raises MobileSegError for user mistakes."""
+    o = options
+    kinds = [k for k, v in (("camera", o.camera), ("video", o.video), ("image", o.image)) if v is not None]
+    if len(kinds) != 1:
+        raise ConfigError("choose one input: --camera INDEX, --video FILE or --image FILE")
+    input_kind = kinds[0]
+    check_output_path(o.output, input_kind)
+    if not o.window and o.output is None:
+        raise ConfigError("--no-window needs --output FILE (otherwise nothing would be shown or written)")
+    if o.max_frames is not None and o.max_frames < 1:
+        raise ConfigError(f"--max-frames must be >= 1, got {o.max_frames}")
+    if o.window:
+        check_display()
+    model_path = resolve_model_path(o.model)
+    model = load_model(model_path, o.threads)
+    background = None
+    if o.background is not None:
+        from demo.effects import load_background
+        background = load_background(o.background)
+    pipeline = Pipeline(model, o.settings, background)
+
+    repeat = None if o.window else 1
+    source = open_source(camera=o.camera, video=o.video, image=o.image, image_repeat=repeat,
+                         capture_factory=capture_factory)
+    sink = None
+    times = StageTimes()
+    end_reason = "stopped"
+    try:
+        if o.output is not None:
+            sink = ImageSink(o.output) if input_kind == "image" else VideoSink(o.output, source.fps)
+        end_reason = _loop(source, pipeline, sink, times, o)
+        output_frames = sink.finish() if sink is not None else None
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        raise
+    finally:
+        source.close()
+        if o.window:
+            cv2.destroyAllWindows()
+            cv2.waitKey(1)
+    if source.read_ms_total and source.frames_read:
+        times.add("capture", source.read_ms_total * times.frames / source.frames_read, count=0)
+    h, w = source.size
+    return DemoResult(
+        input=source.name, input_kind=input_kind, frame_size=(h, w), model=str(model_path),
+        frames=times.frames, end_reason=end_reason, lost=source.lost,
+        output=str(o.output) if o.output is not None and output_frames else None,
+        output_frames=output_frames, stats=times.summary(), settings=asdict(pipeline.settings),
+        source_dropped=source.dropped)
+
+
+def _loop(source: FrameSource, pipeline: Pipeline, sink, times: StageTimes, o: DemoOptions) -> str:
+    """Process frames until the source ends, --max-frames, a quit key or a signal."""
+    state = {"overlay": True, "message": "", "message_until": 0.0}
+    intervals: deque[float] = deque(maxlen=30)
+    last_shown = None
+    frame_period = 1.0 / source.fps if (o.window and source.kind == "video" and source.fps) else 0.0
+    if o.window:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        cv2.moveWindow(WINDOW, 0, 0)
+    with _Stop() as stop:
+        times.start()
+        while True:
+            if stop.requested:
+                return "interrupted"
+            if o.max_frames is not None and times.frames >= o.max_frames:
+                return f"--max-frames {o.max_frames} reached"
+            t0 = time.perf_counter()
+            frame = source.read()
+            times.add("wait", (time.perf_counter() - t0) * 1000.0)
+            if frame is None:
+                return source.end_reason or "end of input"
+            result = pipeline.process(frame.image, times)
+            if sink is not None:
+                with times.stage("output"):
+                    sink.write(result.output)
+            if o.window:
+                with times.stage("display"):
+                    now = time.perf_counter()
+                    if last_shown is not None:
+                        intervals.append(now - last_shown)
+                    fps = len(intervals) / sum(intervals) if intervals else 0.0
+                    shown = result.output
+                    if state["overlay"]:
+                        shown = draw_overlay(shown, _overlay_lines(pipeline, fps, state, now))
+                    cv2.imshow(WINDOW, shown)
+                    delay = 1
+                    if frame_period and last_shown is not None:  # play videos at their own rate
+                        delay = max(1, int((frame_period - (time.perf_counter() - last_shown)) * 1000))
+                    last_shown = now
+                    key = cv2.waitKey(delay)
+                    message = handle_key(key, pipeline, state)
+                    if message == "quit":
+                        times.frame_done(result.inferred)
+                        return "quit key"
+                    if message:
+                        state["message"], state["message_until"] = message, now + 2.0
+                    if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                        times.frame_done(result.inferred)
+                        return "window closed"
+            times.frame_done(result.inferred)
+
+
+def _overlay_lines(pipeline: Pipeline, fps: float, state: dict, now: float) -> list[str]:
+    effect = "mask" if pipeline.mask_view else pipeline.effect.name
+    lines = [f"{fps:.1f} FPS | model {pipeline.last_model_ms:.1f} ms | {effect}",
+             f"smooth {'on' if pipeline.smoothing_on else 'off'} | "
+             f"refine {'guided' if pipeline.refine_on else 'none'}"]
+    if now < state.get("message_until", 0.0):
+        lines.append(state["message"])
+    else:
+        lines.append("keys: e s r m l o, q quit")
+    return lines
+
+
+def format_result(result: DemoResult) -> list[str]:
+    """Human-readable summary lines (the stats table is printed separately)."""
+    h, w = result.frame_size
+    lines = [f"input: {result.input_kind} {result.input} ({w}x{h}); model: {result.model}",
+             f"processed {result.frames} frames ({result.end_reason})"]
+    if result.output:
+        lines.append(f"wrote {result.output} ({result.output_frames} frame(s) read back)")
+    if result.source_dropped:
+        lines.append(f"dropped {result.source_dropped} stale camera frames")
+    return lines

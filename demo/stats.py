@@ -1,0 +1,113 @@
+"""Per-stage timing of the frame loop, and the mask-quality measures used on video.
+
+`StageTimes` accumulates milliseconds per named stage and turns them into the table
+`--stats` prints. `flicker` and `iou` measure temporal stability and accuracy of a mask
+sequence against ground truth (DAVIS-style sequences).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterable, Iterator
+
+import numpy as np
+
+# Order and meaning of the stages in the --stats table.
+STAGES = {
+    "capture": "decode/grab (reader thread, overlaps the rest)",
+    "wait": "main loop waiting for a frame",
+    "inference": "resize + model (only frames the model ran on)",
+    "postprocess": "upsample, temporal smoothing, guided filter, feather",
+    "compositing": "background effect + blend",
+    "output": "video/image writer",
+    "display": "window draw + key poll",
+}
+
+
+class StageTimes:
+    """Milliseconds spent per stage, and frame counts."""
+
+    def __init__(self):
+        self.total_ms: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+        self.frames = 0
+        self.inferred = 0
+        self.started: float | None = None
+        self.finished: float | None = None
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, (time.perf_counter() - t0) * 1000.0)
+
+    def add(self, name: str, ms: float, count: int = 1) -> None:
+        self.total_ms[name] = self.total_ms.get(name, 0.0) + ms
+        self.count[name] = self.count.get(name, 0) + count
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def frame_done(self, inferred: bool) -> None:
+        self.frames += 1
+        self.inferred += int(inferred)
+        self.finished = time.perf_counter()
+
+    @property
+    def wall_s(self) -> float:
+        if self.started is None or self.finished is None:
+            return 0.0
+        return self.finished - self.started
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def per_frame_ms(self, name: str) -> float:
+        """Mean ms per processed frame (inference: per frame the model ran on)."""
+        n = self.inferred if name == "inference" else self.frames
+        return self.total_ms.get(name, 0.0) / n if n else 0.0
+
+    def summary(self) -> dict:
+        stages = {name: round(self.per_frame_ms(name), 3) for name in STAGES if name in self.total_ms}
+        amortised = self.total_ms.get("inference", 0.0) / self.frames if self.frames else 0.0
+        return {"frames": self.frames, "inferred_frames": self.inferred, "wall_s": round(self.wall_s, 3),
+                "fps": round(self.fps, 2), "ms_per_frame": stages,
+                "inference_ms_amortised": round(amortised, 3)}
+
+    def table(self) -> str:
+        """The human-readable --stats block."""
+        return format_summary(self.summary())
+
+
+def format_summary(s: dict) -> str:
+    """The --stats table from a `StageTimes.summary()` dict."""
+    lines = [f"{'stage':<13}{'ms/frame':>9}  what"]
+    for name, ms in s["ms_per_frame"].items():
+        note = STAGES.get(name, "")
+        if name == "inference":
+            note += f"; {s['inferred_frames']} of {s['frames']} frames"
+        lines.append(f"{name:<13}{ms:>9.2f}  {note}")
+    ms_frame = 1000.0 / s["fps"] if s["fps"] else 0.0
+    lines.append(f"end-to-end: {s['frames']} frames in {s['wall_s']:.2f} s = {s['fps']:.1f} FPS "
+                 f"({ms_frame:.1f} ms/frame)")
+    return "\n".join(lines)
+
+
+def flicker(masks: Iterable[np.ndarray]) -> float:
+    """Mean fraction of pixels whose label changes between consecutive masks."""
+    changes, prev = [], None
+    for m in masks:
+        m = np.asarray(m) > 0
+        if prev is not None:
+            changes.append(float(np.mean(m != prev)))
+        prev = m
+    return float(np.mean(changes)) if changes else 0.0
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
+    """(intersection, union) pixel counts of two binary masks (person = nonzero)."""
+    p, g = np.asarray(pred) > 0, np.asarray(gt) > 0
+    return int(np.count_nonzero(p & g)), int(np.count_nonzero(p | g))

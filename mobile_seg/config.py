@@ -1,0 +1,319 @@
+"""Model and training configuration: frozen dataclasses, the single source of truth.
+
+A `ModelConfig` fully describes a network: `build_model(config)` rebuilds it, and a
+`config.json` written by `ModelConfig.save` sits beside every checkpoint and export.
+`TrainConfig` holds the optimisation settings of one run (`train_config.json`).
+Both validate themselves on construction and raise `ConfigError` with one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mobile_seg.errors import ConfigError
+
+BACKBONES = ("mobilenetv2", "xception65")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0)
+OUTPUT_STRIDES = (8, 16, 32)
+STRATEGIES = ("default", "mirrored", "multiworker")
+OPTIMIZERS = ("sgd", "adam")
+BASE_RESIZE = ("stretch", "none")
+MODEL_CONFIG_FORMAT = "mobile-seg-model/1"
+
+
+def default_atrous_rates(output_stride: int) -> tuple[int, ...]:
+    """DeepLab's ASPP rates: (6, 12, 18) at output stride 16, doubled at 8, halved at 32."""
+    return {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be one integer or (height, width), got {value!r}") from None
+    return (h, w)
+
+
+def _triple(value, name: str) -> tuple[float, float, float]:
+    if isinstance(value, (int, float)):
+        return (float(value),) * 3
+    vals = tuple(float(v) for v in value)
+    if len(vals) != 3:
+        raise ConfigError(f"{name} needs 3 values (R, G, B), got {value!r}")
+    return vals
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to build a DeepLabV3(+) network.
+
+    Args:
+        backbone: "mobilenetv2" or "xception65".
+        alpha: MobileNetV2 width multiplier (0.35, 0.5, 0.75, 1.0); must be 1.0 for Xception.
+        output_stride: input size / encoder feature size (8, 16 or 32); the backbone's
+            later strides become dilations to reach it.
+        atrous_rates: dilation rates of the ASPP separable 3x3 branches. None = DeepLab's
+            default for the output stride; () = no atrous branches (1x1 + image pooling only,
+            the MobileNetV2 DeepLabV3 of the papers).
+        decoder_output_stride: 4 for the DeepLabV3+ decoder, None for plain DeepLabV3.
+        num_classes: output channels (2 = background, person).
+        input_size: (height, width) of the fixed model input.
+        bn_momentum, bn_epsilon: BatchNorm settings (0.97 fine-tunes well; Keras' 0.999 does not).
+        input_mean, input_std: per-channel RGB normalisation, input = (pixel - mean) / std.
+    """
+
+    backbone: str = "mobilenetv2"
+    alpha: float = 1.0
+    output_stride: int = 16
+    atrous_rates: tuple[int, ...] | None = None
+    decoder_output_stride: int | None = 4
+    num_classes: int = 2
+    input_size: tuple[int, int] = (256, 256)
+    bn_momentum: float = 0.97
+    bn_epsilon: float = 1e-3
+    input_mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    input_std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        set_("alpha", float(self.alpha))
+        if self.backbone == "mobilenetv2" and self.alpha not in MOBILENET_ALPHAS:
+            raise ConfigError(f"alpha {self.alpha:g} not supported for mobilenetv2; "
+                              f"choose one of {', '.join(f'{a:g}' for a in MOBILENET_ALPHAS)}")
+        if self.backbone == "xception65" and self.alpha != 1.0:
+            raise ConfigError(f"alpha applies to mobilenetv2 only; xception65 needs alpha 1.0, got {self.alpha:g}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ConfigError(f"output stride must be one of 8, 16, 32, got {self.output_stride}")
+        if self.atrous_rates is not None:
+            rates = tuple(int(r) for r in self.atrous_rates)
+            if any(r < 1 for r in rates):
+                raise ConfigError(f"atrous rates must be positive integers, got {rates}")
+            set_("atrous_rates", rates)
+        if self.decoder_output_stride not in (None, 4):
+            raise ConfigError(f"decoder output stride must be 4 or none, got {self.decoder_output_stride}")
+        if int(self.num_classes) < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        set_("num_classes", int(self.num_classes))
+        size = _pair(self.input_size, "input_size")
+        set_("input_size", size)
+        set_("input_mean", _triple(self.input_mean, "input_mean"))
+        set_("input_std", _triple(self.input_std, "input_std"))
+        if not 0.0 < self.bn_momentum < 1.0:
+            raise ConfigError(f"bn_momentum must be in (0, 1), got {self.bn_momentum}")
+        os_ = self.output_stride
+        for side, name in zip(size, ("height", "width")):
+            if side < 2 * os_:
+                raise ConfigError(f"input {name} {side} is too small for output stride {os_}: "
+                                  f"need at least {2 * os_} px (a 2x2 feature map)")
+            if side % os_ not in (0, 1):
+                lo = side - side % os_
+                raise ConfigError(f"input {name} {side} does not fit output stride {os_}: use a multiple "
+                                  f"of {os_} (e.g. {lo}) or a multiple plus one (e.g. {lo + 1})")
+
+    # --- derived values -------------------------------------------------------------
+    @property
+    def resolved_atrous_rates(self) -> tuple[int, ...]:
+        """The ASPP rates actually used (the default for the output stride when unset)."""
+        return default_atrous_rates(self.output_stride) if self.atrous_rates is None else self.atrous_rates
+
+    def feature_size(self, stride: int) -> tuple[int, int]:
+        """Spatial size of a feature map at `stride` ('SAME' padding: ceil(size / stride))."""
+        return tuple(math.ceil(s / stride) for s in self.input_size)  # type: ignore[return-value]
+
+    @property
+    def has_pretrained_weights(self) -> bool:
+        """Only MobileNetV2 alpha 1.0 has ImageNet weights (the shared npz)."""
+        return self.backbone == "mobilenetv2" and self.alpha == 1.0
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line: e.g. 'mobilenetv2 a1.0 OS16 ASPP(6,12,18) decoder@4 256x256 2 classes'."""
+        rates = self.resolved_atrous_rates
+        aspp = f"ASPP({','.join(map(str, rates))})" if rates else "ASPP(none)"
+        dec = f"decoder@{self.decoder_output_stride}" if self.decoder_output_stride else "no decoder"
+        name = f"mobilenetv2 a{self.alpha}" if self.backbone == "mobilenetv2" else self.backbone
+        h, w = self.input_size
+        return f"{name} OS{self.output_stride} {aspp} {dec} {h}x{w} {self.num_classes} classes"
+
+    # --- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["input_mean"] = list(self.input_mean)
+        d["input_std"] = list(self.input_std)
+        d["atrous_rates"] = None if self.atrous_rates is None else list(self.atrous_rates)
+        return {"format": MODEL_CONFIG_FORMAT, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        fmt = d.pop("format", MODEL_CONFIG_FORMAT)
+        if fmt != MODEL_CONFIG_FORMAT:
+            raise ConfigError(f"unsupported model config format {fmt!r} (expected {MODEL_CONFIG_FORMAT})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
+        if d.get("atrous_rates") is not None:
+            d["atrous_rates"] = tuple(d["atrous_rates"])
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from mobile_seg.io_utils import write_json_atomic
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ModelConfig":
+        return cls.from_dict(_read_json(path))
+
+    def diff(self, other: "ModelConfig") -> list[str]:
+        """Fields that differ, as 'name: A in the run, B asked' strings (empty when equal)."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {_fmt(a[k])} in the run, {_fmt(b[k])} asked" for k in a if a[k] != b[k]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one training run.
+
+    Args:
+        batch_size: global batch (split across replicas by tf.distribute).
+        steps: total optimizer steps (the poly schedule reaches `end_learning_rate` here).
+        learning_rate: peak LR, reached after `warmup_steps` of linear warm-up, then
+            poly decay with power `lr_power`.
+        weight_decay: L2 coefficient on conv kernels (not BN, biases or depthwise kernels).
+        class_weights: per-class loss weights (None = all 1).
+        init_weights: ImageNet backbone npz (MobileNetV2 alpha 1.0 only) or None (scratch).
+        checkpoint_every: steps between checkpoints (also on SIGTERM/Ctrl-C and at the end).
+        base_resize: how an image is brought to the model's view before random scaling:
+            "stretch" = the whole image stretched to the crop size, exactly what eval and
+            the TFLite runtime feed, so scale 1.0 is the deployment scale; "none" = the
+            original resolution (DeepLab's VOC recipe, right when eval runs at full size).
+        min_scale, max_scale, flip: random scale range and horizontal flips.
+    """
+
+    split: str = "train"
+    batch_size: int = 8
+    steps: int = 2000
+    learning_rate: float = 0.02
+    end_learning_rate: float = 0.0
+    lr_power: float = 0.9
+    warmup_steps: int = 100
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    class_weights: tuple[float, ...] | None = None
+    init_weights: str | None = None
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    log_every: int = 20
+    strategy: str = "default"
+    seed: int = 0
+    base_resize: str = "stretch"
+    min_scale: float = 0.5
+    max_scale: float = 2.0
+    flip: bool = True
+    shuffle_buffer: int = 256
+
+    def __post_init__(self):
+        for name in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning-rate must be positive, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight-decay must be >= 0, got {self.weight_decay}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.base_resize not in BASE_RESIZE:
+            raise ConfigError(f"unknown base resize {self.base_resize!r}; choose one of {', '.join(BASE_RESIZE)}")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ConfigError(f"need 0 < min-scale <= max-scale, got {self.min_scale}, {self.max_scale}")
+        if self.class_weights is not None:
+            w = tuple(float(x) for x in self.class_weights)
+            if any(x < 0 for x in w) or not any(x > 0 for x in w):
+                raise ConfigError(f"class weights must be >= 0 and not all zero, got {w}")
+            object.__setattr__(self, "class_weights", w)
+        if self.init_weights is not None:
+            object.__setattr__(self, "init_weights", str(self.init_weights))
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if self.class_weights is not None:
+            d["class_weights"] = list(self.class_weights)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown train config field(s): {', '.join(unknown)}")
+        d = dict(d)
+        if d.get("class_weights") is not None:
+            d["class_weights"] = tuple(d["class_weights"])
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> None:
+        from mobile_seg.io_utils import write_json_atomic
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TrainConfig":
+        return cls.from_dict(_read_json(path))
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_fmt(x) for x in v) or "none"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _read_json(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return obj
+
+
+def load_config_file(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Read a `--config FILE`: {"model": {...}, "train": {...}} or a flat ModelConfig dict.
+
+    Returns (model_fields, train_fields), each a dict of overrides (unknown keys rejected later).
+    """
+    obj = _read_json(path)
+    if "model" in obj or "train" in obj:
+        extra = sorted(set(obj) - {"model", "train"})
+        if extra:
+            raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(extra)} (expected model, train)")
+        return dict(obj.get("model") or {}), dict(obj.get("train") or {})
+    return obj, {}
+
+
+__all__ = ["ModelConfig", "TrainConfig", "default_atrous_rates", "load_config_file",
+           "BACKBONES", "MOBILENET_ALPHAS", "OUTPUT_STRIDES", "STRATEGIES"]
