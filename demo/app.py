@@ -11,9 +11,11 @@ delivering frames ends the loop cleanly: the output is finalised and the result 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -130,14 +132,19 @@ def count_video_frames(path: str | os.PathLike) -> int:
 
 
 class VideoSink:
-    """Writes frames to a temp video beside `path`; `finish()` verifies it and renames it."""
+    """Writes frames to a temp video beside `path` from a background thread (encoding
+    overlaps the next frame's work); `finish()` verifies the file and renames it."""
 
-    def __init__(self, path: str | os.PathLike, fps: float):
+    def __init__(self, path: str | os.PathLike, fps: float, queue_size: int = 8):
         self.path = Path(path)
         self.fps = fps
         self.fourcc = VIDEO_FOURCC[self.path.suffix.lower()]
         self.frames = 0
+        self.encode_ms = 0.0  # time spent in VideoWriter.write (writer thread)
         self._writer = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Keep the real extension last: OpenCV picks the container from it.
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
@@ -149,6 +156,9 @@ class VideoSink:
         os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
 
     def write(self, frame: np.ndarray) -> None:
+        """Queue one BGR frame (the array must not be modified afterwards)."""
+        if self._error is not None:
+            raise DeviceError(f"writing the video failed: {self._error}", self.path)
         if self._writer is None:
             h, w = frame.shape[:2]
             self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc),
@@ -156,14 +166,37 @@ class VideoSink:
             if not self._writer.isOpened():
                 self.abort()
                 raise DeviceError(f"cannot write {self.fourcc} video here", self.path)
-        self._writer.write(frame)
+            self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(frame)
         self.frames += 1
 
-    def finish(self) -> int | None:
-        """Close, reopen and count frames, rename into place; None if nothing was written."""
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain after a failure
+            t0 = time.perf_counter()
+            try:
+                self._writer.write(frame)
+            except Exception as e:  # surfaced by the next write() or finish()
+                self._error = e
+            self.encode_ms += (time.perf_counter() - t0) * 1000.0
+
+    def _close_writer(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+
+    def finish(self) -> int | None:
+        """Close, reopen and count frames, rename into place; None if nothing was written."""
+        self._close_writer()
+        if self._error is not None:
+            self.abort()
+            raise DeviceError(f"writing the video failed: {self._error}", self.path)
         if self.frames == 0:
             self.abort()
             return None
@@ -176,9 +209,7 @@ class VideoSink:
         return readable
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        self._close_writer()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -321,8 +352,11 @@ def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] |
         if o.window:
             cv2.destroyAllWindows()
             cv2.waitKey(1)
+    # Work done by the reader and writer threads, per frame (it overlaps the main loop).
     if source.read_ms_total and source.frames_read:
         times.add("capture", source.read_ms_total * times.frames / source.frames_read, count=0)
+    if isinstance(sink, VideoSink) and sink.frames:
+        times.add("encode", sink.encode_ms * times.frames / sink.frames, count=0)
     h, w = source.size
     return DemoResult(
         input=source.name, input_kind=input_kind, frame_size=(h, w), model=str(model_path),

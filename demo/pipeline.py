@@ -141,8 +141,9 @@ class Pipeline:
         self.small_frame = small
         grey_small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         t1 = time.perf_counter()
-        # The model sees the small copy unless its input is larger than the working size.
-        model_src = small if max(self.segmenter.input_hw) <= max(work) else frame
+        # The model sees the small copy unless it needs more pixels than that has (10 % spare).
+        need = self.segmenter.scaled_size(hw)
+        model_src = small if need[0] <= 1.1 * work[0] and need[1] <= 1.1 * work[1] else frame
         seg = self.segmenter(model_src, work, grey_small if s.reuse == "shift" else None)
         t2 = time.perf_counter()
         prob = self.smoother(seg.prob) if self.smoothing_on else seg.prob

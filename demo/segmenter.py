@@ -161,6 +161,10 @@ class Segmenter:
         self._last = None
         self._last_grey = None
 
+    def scaled_size(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) a frame of `frame_hw` is resized to before padding/cropping to the input."""
+        return plan_fit(frame_hw, self.input_hw, self.resize).scaled_hw
+
     def model_probability(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Fit]:
         """Person probability at model resolution for a BGR frame, and the fit used."""
         hw = frame_bgr.shape[:2]

@@ -19,7 +19,8 @@ STAGES = {
     "inference": "resize + model (only frames the model ran on)",
     "postprocess": "upsample, temporal smoothing, guided filter, feather",
     "compositing": "background effect + blend",
-    "output": "video/image writer",
+    "output": "handing the frame to the writer (main loop)",
+    "encode": "video encoding (writer thread, overlaps the rest)",
     "display": "window draw + key poll",
 }
 

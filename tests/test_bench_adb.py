@@ -16,7 +16,7 @@ import tiny_tflite
 from mobile_seg.bench.adb import (REMOTE_BINARY, REMOTE_DIR, latency_from_output, parse_benchmark_output,
                                   parse_devices, run_adb_bench)
 from mobile_seg.cli import main
-from mobile_seg.errors import ConfigError, DeviceError
+from mobile_seg.errors import ConfigError, DeviceError, ModelFileError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"
 
@@ -247,6 +247,14 @@ def test_error_binary_not_executable_on_device_still_cleans_up(fake_adb, binary,
     assert fake_adb.calls()[-1] == ["-s", "R58M1234ABC", "shell", "rm", "-rf", REMOTE_DIR]
 
 
+def test_error_binary_cannot_link_on_device(fake_adb, binary, tiny, tmp_path):
+    out = tmp_path / "link.txt"
+    out.write_text(f'CANNOT LINK EXECUTABLE "{REMOTE_BINARY}": library "libc++_shared.so" not found\n')
+    fake_adb.set(bench_output=out, bench_rc=1)
+    with pytest.raises(DeviceError, match=r"is not executable on device R58M1234ABC.*libc\+\+_shared"):
+        run_adb_bench([tiny["fp32"]], binary)
+
+
 def test_error_benchmark_model_fails_on_model(fake_adb, binary, tiny, tmp_path):
     out = tmp_path / "fail.txt"
     out.write_text("INFO: STARTING!\nERROR: Failed to apply GPU delegate.\nERROR: Benchmarking failed.\n")
@@ -270,6 +278,6 @@ def test_error_local_binary(tmp_path, fake_adb, tiny):
 
 
 def test_error_bad_model_before_adb(fake_adb, binary, tiny, tmp_path):
-    with pytest.raises(Exception, match="dynamic shape"):
+    with pytest.raises(ModelFileError, match="dynamic shape"):
         run_adb_bench([tiny["dynamic"]], binary)
     assert fake_adb.calls() == []

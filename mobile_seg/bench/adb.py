@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 from mobile_seg.bench.results import BenchResult, Measurement, ModelResult
 from mobile_seg.bench.stats import LatencyStats
-from mobile_seg.errors import ConfigError, DeviceError, ModelFileError
+from mobile_seg.errors import ConfigError, DeviceError
 
 REMOTE_DIR = "/data/local/tmp/mobile-seg-bench"
 REMOTE_BINARY = f"{REMOTE_DIR}/benchmark_model"
@@ -284,8 +284,9 @@ def _parse_run(proc: subprocess.CompletedProcess, name: str, device: dict) -> di
         return parse_benchmark_output(text)
     except ValueError:
         pass
-    low = text.lower()
-    if proc.returncode in (126, 127) or any(p in low for p in _NOT_EXECUTABLE):
+    # sh and the linker name the binary in their complaint; benchmark_model's own errors do not.
+    about_binary = [ln.lower() for ln in text.splitlines() if REMOTE_BINARY in ln]
+    if proc.returncode in (126, 127) or any(p in ln for ln in about_binary for p in _NOT_EXECUTABLE):
         abi = f" ({device['abi']})" if device.get("abi") else ""
         raise DeviceError(f"benchmark binary {device['benchmark_binary']} is not executable on device "
                           f"{device['serial']}{abi}: {_last_line(text)}; use the benchmark_model build "

@@ -99,7 +99,7 @@ def _pareto(ax, result: BenchResult, key, threads: int, where: str) -> dict:
         ax.annotate(name, (lat, acc), textcoords="offset points", xytext=(6, 4), fontsize=8)
     if front:
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="tab:red",
-                linewidth=1.2, label="Pareto front", zorder=2)
+                linewidth=1.2, drawstyle="steps-post", label="Pareto front", zorder=2)
     for name, lat, _ in unscored:
         ax.axvline(lat, color="tab:blue", linestyle=":", linewidth=1)
         ax.annotate(f"{name} (no accuracy)", (lat, 1.0), xycoords=("data", "axes fraction"),
