@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from mobile_seg.errors import DeviceError
+from mobile_seg.errors import ConfigError, DeviceError
 
 # A camera that delivers nothing for this long is treated as unplugged.
 CAMERA_STALL_S = 5.0
@@ -289,7 +289,7 @@ def open_source(*, camera: int | None = None, video: str | os.PathLike | None = 
     """Open exactly one of camera / video / image."""
     given = [x is not None for x in (camera, video, image)]
     if sum(given) != 1:
-        raise DeviceError("choose one input: --camera INDEX, --video FILE or --image FILE")
+        raise ConfigError("choose one input: --camera INDEX, --video FILE or --image FILE")
     if video is not None:
         return open_video(video)
     if image is not None:

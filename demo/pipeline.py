@@ -32,6 +32,8 @@ class Settings:
         effect: blur | bokeh | replace | colour | mask.
         strength: blur strength (Gaussian sigma in frame pixels).
         smoothing: temporal smoothing in [0, 1); 0 = off.
+        confidence_weighted: weight the smoothing by confidence (False: plain EMA, which
+            ghosts behind moving people; kept for comparison).
         refine: guided | none.
         every: run the model on every Nth frame.
         reuse: hold | shift, for frames between model runs.
@@ -45,6 +47,7 @@ class Settings:
     effect: str = "blur"
     strength: float = DEFAULT_STRENGTH
     smoothing: float = DEFAULT_SMOOTHING
+    confidence_weighted: bool = True
     refine: str = "guided"
     every: int = 1
     reuse: str = "hold"
@@ -87,7 +90,7 @@ class Pipeline:
         self.settings = settings
         self.background = background
         self.segmenter = Segmenter(model, resize=settings.resize, every=settings.every, reuse=settings.reuse)
-        self.smoother = TemporalSmoother(settings.smoothing)
+        self.smoother = TemporalSmoother(settings.smoothing, settings.confidence_weighted)
         self.effect = Effect(settings.effect, settings.strength, background, settings.wrap)
         self.smoothing_on = settings.smoothing > 0
         self.refine_on = settings.refine == "guided"
@@ -111,7 +114,7 @@ class Pipeline:
     def toggle_smoothing(self) -> bool:
         self.smoothing_on = not self.smoothing_on
         if self.smoother.smoothing == 0.0 and self.smoothing_on:
-            self.smoother = TemporalSmoother(DEFAULT_SMOOTHING)
+            self.smoother = TemporalSmoother(DEFAULT_SMOOTHING, self.settings.confidence_weighted)
         self.smoother.reset()
         return self.smoothing_on
 

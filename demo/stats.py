@@ -7,6 +7,7 @@ sequence against ground truth (DAVIS-style sequences).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Iterable, Iterator
 
@@ -35,6 +36,8 @@ class StageTimes:
         self.inferred = 0
         self.started: float | None = None
         self.finished: float | None = None
+        self.cpu_started = 0.0
+        self.cpu_finished = 0.0
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -50,11 +53,13 @@ class StageTimes:
 
     def start(self) -> None:
         self.started = time.perf_counter()
+        self.cpu_started = self.cpu_finished = time.process_time()
 
     def frame_done(self, inferred: bool) -> None:
         self.frames += 1
         self.inferred += int(inferred)
         self.finished = time.perf_counter()
+        self.cpu_finished = time.process_time()
 
     @property
     def wall_s(self) -> float:
@@ -74,9 +79,14 @@ class StageTimes:
     def summary(self) -> dict:
         stages = {name: round(self.per_frame_ms(name), 3) for name in STAGES if name in self.total_ms}
         amortised = self.total_ms.get("inference", 0.0) / self.frames if self.frames else 0.0
+        cpu = (self.cpu_finished - self.cpu_started) * 1000.0 / self.frames if self.frames else 0.0
         return {"frames": self.frames, "inferred_frames": self.inferred, "wall_s": round(self.wall_s, 3),
                 "fps": round(self.fps, 2), "ms_per_frame": stages,
-                "inference_ms_amortised": round(amortised, 3)}
+                "inference_ms_amortised": round(amortised, 3),
+                # CPU time of all the process's threads per frame: what the frame costs
+                # regardless of how busy the machine is.
+                "cpu_ms_per_frame": round(cpu, 3), "cpus": os.cpu_count(),
+                "load_average": round(os.getloadavg()[0], 2)}
 
     def table(self) -> str:
         """The human-readable --stats block."""
@@ -90,10 +100,15 @@ def format_summary(s: dict) -> str:
         note = STAGES.get(name, "")
         if name == "inference":
             note += f"; {s['inferred_frames']} of {s['frames']} frames"
+            if s["inferred_frames"] < s["frames"]:
+                note += f" = {s['inference_ms_amortised']:.2f} ms/frame amortised"
         lines.append(f"{name:<13}{ms:>9.2f}  {note}")
     ms_frame = 1000.0 / s["fps"] if s["fps"] else 0.0
     lines.append(f"end-to-end: {s['frames']} frames in {s['wall_s']:.2f} s = {s['fps']:.1f} FPS "
                  f"({ms_frame:.1f} ms/frame)")
+    if "cpu_ms_per_frame" in s:
+        lines.append(f"CPU: {s['cpu_ms_per_frame']:.1f} ms per frame over all threads; load average "
+                     f"{s['load_average']:.2f} on {s['cpus']} CPUs")
     return "\n".join(lines)
 
 

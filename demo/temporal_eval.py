@@ -89,15 +89,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--every", type=int, default=1)
     ap.add_argument("--reuse", default="hold")
     ap.add_argument("--resize", default=None)
+    ap.add_argument("--plain-ema", action="store_true", help="EMA without confidence weighting")
     args = ap.parse_args(argv)
     model = load_model(args.model)
     frames, masks = load_sequence(args.data, args.split, args.limit)
     for a in args.smoothing:
-        s = Settings(smoothing=a, refine=args.refine, every=args.every, reuse=args.reuse, resize=args.resize)
+        s = Settings(smoothing=a, refine=args.refine, every=args.every, reuse=args.reuse, resize=args.resize,
+                     confidence_weighted=not args.plain_ema)
         r = evaluate(model, frames, masks, s)
-        print(json.dumps({"smoothing": a, "refine": args.refine, "every": args.every, "reuse": args.reuse,
-                          "resize": args.resize, **{k: round(v, 5) if isinstance(v, float) else v
-                                                    for k, v in r.items()}}))
+        print(json.dumps({"smoothing": a, "weighted": not args.plain_ema, "refine": args.refine,
+                          "every": args.every, "reuse": args.reuse, "resize": s.resize or "model",
+                          **{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}}))
 
 
 if __name__ == "__main__":

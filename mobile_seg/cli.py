@@ -433,7 +433,9 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
 @click.option("--resize", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
               help="How frames fit the model input (default: the model's metadata, else stretch).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
-              help="Write the result: .mp4/.avi for camera/video, .png/.jpg for an image.")
+              help="Write the result: .mp4/.avi for camera/video, .png/.jpg for an image "
+                   "(or for the last frame of a video).")
+@click.option("--side-by-side", is_flag=True, help="Show/write the input and the result next to each other.")
 @click.option("--no-window", is_flag=True, help="Headless: process and write --output only.")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
 @click.option("--stats", "show_stats", is_flag=True, help="Print per-stage ms/frame and end-to-end FPS.")
@@ -441,7 +443,8 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line (last line).")
 @user_errors
 def demo_command(camera, video, image, model, effect, background, blur_strength, smoothing, refine,
-                 every, reuse, resize, output, no_window, max_frames, show_stats, threads, as_json):
+                 every, reuse, resize, output, side_by_side, no_window, max_frames, show_stats, threads,
+                 as_json):
     """Blur (or replace) the background behind the person, live or on a file.
 
     Window keys: e effect, s smoothing, r refinement, m mask view, l light wrap,
@@ -455,7 +458,7 @@ def demo_command(camera, video, image, model, effect, background, blur_strength,
                         every=every, reuse=reuse, resize=resize)
     options = DemoOptions(camera=camera, video=video, image=image, model=model, output=output,
                           background=background, window=not no_window, max_frames=max_frames,
-                          threads=threads, settings=settings)
+                          threads=threads, side_by_side=side_by_side, settings=settings)
     result = run_demo(options)
     if not as_json:
         for line in format_result(result):

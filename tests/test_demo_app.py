@@ -98,7 +98,7 @@ def test_video_headless_writes_a_playable_blurred_video_and_prints_stats(tmp_pat
     out = tmp_path / "out.mp4"
     res = cli("--video", video, "--no-window", "--output", out, "--stats", "--model", model_path)
     assert res.exit_code == 0, res.output + res.stderr
-    assert "wrote" in res.stdout and "(77 frame(s) read back)" in res.stdout
+    assert f"wrote {out}: reopened, 77 frames read back" in res.stdout
     for stage in ("capture", "inference", "postprocess", "compositing", "output"):
         assert f"\n{stage} " in res.stdout
     assert "end-to-end: 77 frames" in res.stdout and "FPS" in res.stdout
@@ -142,6 +142,20 @@ def test_still_image_writes_a_blurred_picture(tmp_path, model_path, portrait, ex
     assert lap_var(after, background) < 0.1 * lap_var(before, background)
     assert lap_var(after, person) > 0.7 * lap_var(before, person)
     assert no_partial_files(tmp_path)
+
+
+def test_video_to_picture_of_the_last_frame_side_by_side(tmp_path, model_path, video):
+    out = tmp_path / "frame.jpg"
+    res = cli("--video", video, "--no-window", "--max-frames", "5", "--side-by-side", "--output", out,
+              "--model", model_path)
+    assert res.exit_code == 0, res.output + res.stderr
+    picture = cv2.imread(str(out))
+    assert picture.shape == (480, 1280, 3)
+    cap = cv2.VideoCapture(str(video))
+    for _ in range(5):
+        ok, frame = cap.read()
+    assert np.abs(picture[:, :640].astype(int) - frame).mean() < 3  # left: the untouched input
+    assert np.abs(picture[:, 640:].astype(int) - frame).mean() > 3  # right: blurred background
 
 
 def test_replace_and_colour_effects_on_an_image(tmp_path, model_path, portrait, shared_data):
@@ -214,7 +228,7 @@ def test_video_that_cannot_be_opened(tmp_path, model_path, shared_data):
 
 @pytest.mark.parametrize("args, message", [
     (["--no-window"], "--no-window needs --output"),
-    (["--no-window", "--output", "{tmp}/o.png"], "must end in .mp4 or .avi"),
+    (["--no-window", "--output", "{tmp}/o.gif"], "must end in .mp4, .avi, .png, .jpg, .jpeg"),
     (["--no-window", "--output", "{tmp}/o.mp4", "--effect", "replace"], "--effect replace needs --background"),
     (["--no-window", "--output", "{tmp}/o.mp4", "--smoothing", "1.5"], "--smoothing must be in [0, 1)"),
     (["--no-window", "--output", "{tmp}/o.mp4", "--every", "0"], "--every must be >= 1"),
@@ -231,7 +245,7 @@ def test_flag_errors(tmp_path, model_path, video, args, message):
 
 def test_image_output_must_be_a_picture(tmp_path, model_path, portrait):
     res = cli("--image", portrait[0], "--no-window", "--output", tmp_path / "o.mp4", "--model", model_path)
-    assert res.exit_code == 2 and "must end in .png, .jpg, .jpeg" in last_error(res)
+    assert res.exit_code == 2 and "an image input must end in .png, .jpg, .jpeg" in last_error(res)
 
 
 def test_window_mode_without_a_display_is_a_clear_error(monkeypatch, model_path, video):
@@ -239,6 +253,9 @@ def test_window_mode_without_a_display_is_a_clear_error(monkeypatch, model_path,
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     res = cli("--video", video, "--model", model_path)
     assert res.exit_code == 2 and "use --no-window with --output" in last_error(res)
+    monkeypatch.setenv("DISPLAY", ":987")  # no X server there: Qt would abort the process
+    res = cli("--video", video, "--model", model_path)
+    assert res.exit_code == 2 and "no X server on display :987" in last_error(res)
 
 
 # --- camera unplugged, failures mid-run -----------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from demo.capture import ImageSource, open_camera, open_source, open_video
-from mobile_seg.errors import DeviceError
+from mobile_seg.errors import ConfigError, DeviceError
 
 
 class FakeCamera:
@@ -128,7 +128,7 @@ def test_image_source(tmp_path, shared_data):
 
 
 def test_exactly_one_input():
-    with pytest.raises(DeviceError, match="choose one input"):
+    with pytest.raises(ConfigError, match="choose one input"):
         open_source()
-    with pytest.raises(DeviceError, match="choose one input"):
+    with pytest.raises(ConfigError, match="choose one input"):
         open_source(camera=0, video="x.mp4")

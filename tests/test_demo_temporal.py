@@ -32,19 +32,11 @@ def test_smoothing_reduces_flicker_without_costing_iou(model, sequence, resize):
     assert on["iou"] >= off["iou"] - 0.01, r
 
 
-def test_plain_ema_ghosts_where_confidence_weighting_does_not(model, sequence, monkeypatch):
+def test_plain_ema_ghosts_where_confidence_weighting_does_not(model, sequence):
     """Same smoothing strength, plain EMA: the fast-moving runner leaves a trail and IoU drops."""
-    import demo.pipeline
-
     frames, masks = sequence
     weighted = evaluate(model, frames, masks, Settings(resize="letterbox", smoothing=0.8))
-
-    class Plain(demo.pipeline.TemporalSmoother):
-        def __init__(self, smoothing=0.6):
-            super().__init__(smoothing, weighted=False)
-
-    monkeypatch.setattr(demo.pipeline, "TemporalSmoother", Plain)
-    plain = evaluate(model, frames, masks, Settings(resize="letterbox", smoothing=0.8))
+    plain = evaluate(model, frames, masks, Settings(resize="letterbox", smoothing=0.8, confidence_weighted=False))
     assert weighted["iou"] > plain["iou"] + 0.05, (weighted, plain)
 
 

@@ -1,5 +1,5 @@
 """Window mode under a virtual X server: the live view shows the person sharp, the
-background blurred. Starts `Xvfb` on a free display, runs `mobile-seg demo --image ...` as
+background blurred. Starts a private `Xvfb`, runs `mobile-seg demo --image ...` as
 a subprocess, screenshots the root window with ImageMagick's `import`, and compares
 sharpness (Laplacian variance) region by region with the original picture."""
 from __future__ import annotations
@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,29 +29,32 @@ pytestmark = pytest.mark.skipif(
 PORTRAIT = "portrait_142"  # 480×640 (w×h), full body in front of a brick wall
 
 
-def _free_display() -> int:
-    for n in range(99, 400):
-        if not Path(f"/tmp/.X{n}-lock").exists() and not Path(f"/tmp/.X11-unix/X{n}").exists():
-            return n
-    raise RuntimeError("no free X display number")
-
-
 @pytest.fixture
 def xvfb():
-    n = _free_display()
-    proc = subprocess.Popen([XVFB, f":{n}", "-screen", "0", "1024x768x24", "-nolisten", "tcp", "-br"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = dict(os.environ, DISPLAY=f":{n}")
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        if subprocess.run([XWININFO, "-root"], env=env, capture_output=True).returncode == 0:
-            break
-        if proc.poll() is not None:
-            pytest.fail(f"Xvfb :{n} exited with {proc.returncode}")
-        time.sleep(0.1)
-    else:
+    """A private X server; Xvfb picks a free display number itself (-displayfd), so
+    parallel runs never share one."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([XVFB, "-displayfd", str(write_fd), "-screen", "0", "1024x768x24",
+                             "-nolisten", "tcp", "-br"],
+                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    number = b""
+    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+        while not number.endswith(b"\n"):
+            chunk = pipe.read(16)  # returns b"" if Xvfb exits without reporting
+            if not chunk:
+                break
+            number += chunk
+    if not number.strip().isdigit():
         proc.kill()
-        pytest.fail(f"Xvfb :{n} did not come up")
+        pytest.fail(f"Xvfb did not report a display number (exit code {proc.poll()})")
+    env = dict(os.environ, DISPLAY=f":{int(number)}")
+    deadline = time.time() + 15
+    while subprocess.run([XWININFO, "-root"], env=env, capture_output=True).returncode != 0:
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"Xvfb on {env['DISPLAY']} does not accept connections")
+        time.sleep(0.1)
     yield env
     proc.terminate()
     proc.wait(timeout=5)
@@ -98,19 +100,28 @@ def test_window_shows_blurred_background_and_sharp_person(xvfb, tmp_path, shared
             time.sleep(0.2)
         assert proc.poll() is None, f"demo exited early: {proc.communicate()}"
         assert geometry and geometry[2:] == (w, h), f"window not found or wrong size: {geometry}"
-        time.sleep(1.0)  # let a few frames through (temporal smoothing settles on a still image)
-        subprocess.run([IMPORT, "-window", "root", str(shot)], env=xvfb, check=True, timeout=30)
+        # Screenshot once the window shows the picture (Qt paints during the demo's waitKey;
+        # a busy machine can delay that), after a few frames (smoothing settles on a still).
+        x, y = geometry[:2]
+        view = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            time.sleep(1.0)
+            subprocess.run([IMPORT, "-window", "root", str(shot)], env=xvfb, check=True, timeout=30)
+            view = cv2.imread(str(shot))[y:y + h, x:x + w]
+            if view.shape == original.shape and view[h // 2:].std() > 10:
+                break
+            if proc.poll() is not None:
+                break
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # the demo stops cleanly on SIGINT
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    assert view is not None and view[h // 2:].std() > 10, f"window stayed blank; demo said: {out} {err}"
     assert "(interrupted)" in out and "end-to-end:" in out
 
-    screen = cv2.imread(str(shot))
-    x, y = geometry[:2]
-    view = screen[y:y + h, x:x + w]
-    assert view.shape == original.shape
+    assert view is not None and view.shape == original.shape
     # The overlay box (FPS, settings, keys) sits in the top-left corner: leave the top rows out.
     k = np.ones((31, 31), np.uint8)
     person = cv2.erode(mask.astype(np.uint8), k) > 0
