@@ -59,6 +59,9 @@ def restore_weights(model, prefix: str) -> int:
     Raises ModelFileError when the checkpoint's variables do not fit the model.
     """
     import tensorflow as tf
+    problem = checkpoint_mismatch(model, prefix)
+    if problem:
+        raise ModelFileError(f"checkpoint does not fit the model of config.json ({problem})", prefix)
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(model=model, step=step)
     try:
@@ -69,6 +72,36 @@ def restore_weights(model, prefix: str) -> int:
         msg = str(e).strip().splitlines()[0][:200]
         raise ModelFileError(f"checkpoint does not fit the model of config.json ({msg})", prefix) from None
     return int(step.numpy())
+
+
+def checkpoint_mismatch(model, prefix: str) -> str | None:
+    """Why the checkpoint's model variables do not fit `model` (None when they do).
+
+    Checked from the checkpoint's variable list before restoring, so a mismatch is one
+    clear message (instead of a failed restore and a screenful of unrestored values).
+    """
+    import tensorflow as tf
+    try:
+        saved = dict(tf.train.list_variables(prefix))
+    except (tf.errors.OpError, ValueError) as e:
+        return f"unreadable: {str(e).strip().splitlines()[0][:120]}"
+    saved = {k: tuple(v) for k, v in saved.items() if k.startswith("model/")}
+    expected = {}
+    for i, layer in enumerate(layer for layer in model.layers if layer.weights):
+        for w in layer.weights:
+            attr = w.name.split("/")[-1].split(":")[0]
+            expected[f"model/layer_with_weights-{i}/{attr}/.ATTRIBUTES/VARIABLE_VALUE"] = (layer.name, tuple(w.shape))
+    if not set(expected) & set(saved):
+        return None  # another object layout: let restore() judge
+    for key, (layer, shape) in expected.items():
+        if key not in saved:
+            return f"no value for layer {layer}"
+        if saved[key] != shape:
+            return f"layer {layer}: checkpoint has shape {saved[key]}, the model {shape}"
+    extra = len([k for k in saved if "/.ATTRIBUTES/" in k]) - len(expected)
+    if extra > 0:
+        return f"the checkpoint has {extra} model variables more than the model"
+    return None
 
 
 def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None):

@@ -257,7 +257,9 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
               help="Before random scaling, stretch each image to the crop size (default: what eval "
                    "and the runtime feed) or keep its original resolution (DeepLab's VOC recipe).")
 @click.option("--min-scale", type=float, default=None, help="Random scale lower bound (default 0.5).")
-@click.option("--max-scale", type=float, default=None, help="Random scale upper bound (default 2.0).")
+@click.option("--max-scale", type=float, default=None, help="Random scale upper bound (default 1.25).")
+@click.option("--jitter/--no-jitter", default=None,
+              help="Random brightness/contrast/saturation (default on).")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 200).")
 @click.option("--log-every", type=int, default=None, help="Steps between log lines/TensorBoard points (default 20).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
@@ -269,18 +271,20 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous_rates,
               decoder_output_stride, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
-              base_resize, min_scale, max_scale, checkpoint_every, log_every, strategy, seed, quiet, as_json):
+              base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy, seed, quiet, as_json):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
     """
+    from pathlib import Path
     from mobile_seg.train import resolve_configs, train
     model_over = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
                                   num_classes, size, bn_momentum)
     train_over = {"split": split, "batch_size": batch_size, "steps": steps, "learning_rate": learning_rate,
                   "warmup_steps": warmup_steps, "weight_decay": weight_decay, "optimizer": optimizer,
-                  "class_weights": _parse_floats(class_weights), "init_weights": init_weights,
-                  "base_resize": base_resize, "min_scale": min_scale, "max_scale": max_scale,
+                  "class_weights": _parse_floats(class_weights),
+                  "init_weights": None if init_weights is None else str(Path(init_weights).resolve()),
+                  "base_resize": base_resize, "min_scale": min_scale, "max_scale": max_scale, "jitter": jitter,
                   "checkpoint_every": checkpoint_every, "log_every": log_every, "strategy": strategy,
                   "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
@@ -345,6 +349,91 @@ def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_js
 
 
 # === qat / export (issue: QAT & export) ===
+
+@main.command("qat")
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="Trained float run (newest checkpoint).")
+@click.option("--data", required=True, type=click.Path(), help="Built dataset (its train split fine-tunes).")
+@click.option("--out", "qat_dir", required=True, type=click.Path(),
+              help="QAT directory: checkpoints (weights) + config.json + qat.json. Rerun to resume.")
+@click.option("--steps", type=int, default=1000, show_default=True, help="QAT fine-tuning steps.")
+@click.option("--learning-rate", type=float, default=3e-5, show_default=True,
+              help="Peak learning rate, poly decay, no warm-up (DeepLab's QAT recipe).")
+@click.option("--batch-size", type=int, default=None, help="Default: the run's batch size.")
+@click.option("--calib-images", type=int, default=64, show_default=True,
+              help="Training images that set the activation ranges before fine-tuning (0: tfmot's [-6, 6]).")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def qat_cmd(run_dir, data, qat_dir, steps, learning_rate, batch_size, calib_images, checkpoint_every,
+            quiet, as_json):
+    """Quantization-aware fine-tuning of a trained run (8-bit, tfmot); rerunning resumes.
+
+    Same input pipeline, checkpoints and SIGTERM handling as `train`. Export the result
+    with `mobile-seg export --qat QAT_DIR --variant qat-int8`.
+    """
+    from mobile_seg.qat import qat
+    result = qat(run_dir, data, qat_dir, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
+                 calib_images=calib_images, checkpoint_every=checkpoint_every, progress=not quiet)
+    click.echo(f"{'stopped' if result.interrupted else 'done'}: QAT step {result.step}/{result.steps}, "
+               f"loss {result.loss:.4f}, running mIoU {result.running_miou:.3f}, "
+               f"{result.images_per_sec:.1f} img/s, {result.wall_s:.0f} s -> {qat_dir}")
+    if as_json:
+        echo_json(result.to_dict())
+    if result.interrupted:
+        import signal as _signal
+        sys.exit(128 + int(getattr(_signal, result.interrupted)))
+
+
+@main.command("export")
+@click.option("--run", "run_dir", type=click.Path(), default=None, help="Trained float run (fp32/fp16/dynamic/int8).")
+@click.option("--qat", "qat_dir", type=click.Path(), default=None,
+              help="`mobile-seg qat` output (qat-int8); its source run serves the float variants.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Directory for the .tflite files.")
+@click.option("--variant", default="all", show_default=True,
+              type=click.Choice(["fp32", "fp16", "dynamic", "int8", "qat-int8", "all"]))
+@click.option("--input-size", default=None, metavar="HxW", help="Export at another fixed input size.")
+@click.option("--data", type=click.Path(), default=None,
+              help="Built dataset: train split calibrates int8; with it the val split report is made.")
+@click.option("--calib-images", type=int, default=100, show_default=True,
+              help="Training images for int8 calibration.")
+@click.option("--io-type", type=click.Choice(["float", "int8", "uint8"]), default="float", show_default=True,
+              help="Input/output tensor type of int8 and qat-int8 files.")
+@click.option("--output", type=click.Choice(["logits", "probabilities", "category", "person-probability"]),
+              default="logits", show_default=True,
+              help="What the model returns: category = uint8 argmax mask, person-probability = one channel.")
+@click.option("--split", default="val", show_default=True, help="Split the report scores.")
+@click.option("--latency-runs", type=int, default=30, show_default=True, help="Invokes per file for latency.")
+@click.option("--no-report", is_flag=True, help="Only convert, even when --data is given.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report (or export summary) as the last line.")
+@user_errors
+def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_images, io_type, output, split,
+               latency_runs, no_report, quiet, as_json):
+    """Convert a run to self-describing .tflite files (fixed batch 1) and report what each costs.
+
+    Every file embeds labels, input size and normalisation, output kind and model config.
+    With --data: mIoU / person IoU on the val split, drop vs Keras, max |Δ| vs Keras, op
+    census and single-thread latency, saved as OUT/report.json and OUT/report.md.
+    """
+    import io
+    from converters.export import export, parse_input_size
+    stream = io.StringIO() if quiet else None
+    result = export(run_dir, qat=qat_dir, out_dir=out_dir, variants=variant,
+                    input_size=parse_input_size(input_size), data=data, calib_images=calib_images,
+                    io_type=io_type, output=output, stream=stream)
+    click.echo(result.format())
+    if data is None or no_report:
+        if as_json:
+            echo_json(result.to_dict())
+        return
+    from converters.report import format_markdown, report_export, write_report
+    report = report_export(result, data, split=split, latency_runs=latency_runs, progress=not quiet)
+    json_path, md_path = write_report(report, out_dir)
+    click.echo(format_markdown(report))
+    click.echo(f"report: {md_path}, {json_path}")
+    if as_json:
+        echo_json(report)
 
 # === bench (issue: bench) ===
 

@@ -200,6 +200,7 @@ class TrainConfig:
             the TFLite runtime feed, so scale 1.0 is the deployment scale; "none" = the
             original resolution (DeepLab's VOC recipe, right when eval runs at full size).
         min_scale, max_scale, flip: random scale range and horizontal flips.
+        jitter: random brightness, contrast and saturation (the input pipeline's jitter).
     """
 
     split: str = "train"
@@ -221,8 +222,9 @@ class TrainConfig:
     seed: int = 0
     base_resize: str = "stretch"
     min_scale: float = 0.5
-    max_scale: float = 2.0
+    max_scale: float = 1.25
     flip: bool = True
+    jitter: bool = True
     shuffle_buffer: int = 256
 
     def __post_init__(self):

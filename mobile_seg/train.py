@@ -47,6 +47,7 @@ class TrainResult:
     images_per_sec: float
     wall_s: float
     checkpoint: str | None
+    replicas: int = 1
     history: list = field(default_factory=list, repr=False)   # [(step, loss)] logged points
     model: object = field(default=None, repr=False)
 
@@ -54,7 +55,7 @@ class TrainResult:
         return {"run_dir": str(self.run_dir), "start_step": self.start_step, "step": self.step,
                 "steps": self.steps, "interrupted": self.interrupted, "loss": _r(self.loss),
                 "running_miou": _r(self.running_miou), "images_per_sec": _r(self.images_per_sec),
-                "wall_s": _r(self.wall_s), "checkpoint": self.checkpoint}
+                "wall_s": _r(self.wall_s), "checkpoint": self.checkpoint, "replicas": self.replicas}
 
 
 def _r(x, nd=4):
@@ -104,7 +105,10 @@ def make_strategy(name: str):
     """default = no distribution; mirrored = all local devices; multiworker = TF_CONFIG cluster."""
     import tensorflow as tf
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        # No GPU: mirror over the logical CPU devices (one unless configured otherwise).
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable "
@@ -264,7 +268,7 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
     if tc.base_resize == "none":
         return pipeline.train_dataset(data_dir, tc.split, crop, tc.batch_size, seed=seed,
                                       min_scale=tc.min_scale, max_scale=tc.max_scale, flip=tc.flip,
-                                      repeat=True, shuffle_buffer=tc.shuffle_buffer)
+                                      jitter=tc.jitter, repeat=True, shuffle_buffer=tc.shuffle_buffer)
     files, desc = pipeline.split_files(data_dir, tc.split)
     ignore = int(desc["ignore_label"])
     ds = tf.data.TFRecordDataset(files)
@@ -278,7 +282,7 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
         mask = tf.image.resize(ex["mask"][..., None], crop, method="nearest")[..., 0]
         seeds = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), index]), num=9)
         return pipeline.augment_example(image, mask, seeds, crop, ignore=ignore, min_scale=tc.min_scale,
-                                        max_scale=tc.max_scale, flip=tc.flip)
+                                        max_scale=tc.max_scale, flip=tc.flip, jitter=tc.jitter)
 
     ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(tc.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -288,7 +292,8 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
 
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config: ModelConfig,
           train_config: TrainConfig, *, progress: bool = True, dataset=None,
-          on_step: Callable[[int, float], None] | None = None, stream=None) -> TrainResult:
+          on_step: Callable[[int, float], None] | None = None, stream=None,
+          model_fn: Callable[[ModelConfig], object] | None = None) -> TrainResult:
     """Train (or resume) the model of `model_config` into `run_dir`.
 
     Args:
@@ -297,6 +302,8 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
         dataset: optional tf.data.Dataset of global batches (images, masks) to use instead
             of the input pipeline (benchmarks, tests).
         on_step: called as on_step(step, loss) after every step (tests, benchmarks).
+        model_fn: builds the model instead of `build_model` (inside the strategy scope), with
+            its starting weights (QAT: the float run restored, then quantized; mobile_seg.qat).
 
     Returns a TrainResult; `interrupted` names the signal when SIGINT/SIGTERM stopped it
     (a checkpoint of that step has been saved).
@@ -321,7 +328,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     with strategy.scope():
-        model = build_model(model_config)
+        model = (model_fn or build_model)(model_config)
         optimizer = make_optimizer(train_config)
         optimizer.build(model.trainable_variables)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -339,7 +346,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
             from mobile_seg.model.weights import load_imagenet_weights
             assigned = load_imagenet_weights(model, model_config, train_config.init_weights)
             out.write(f"initialised {len(assigned)} backbone variables from {train_config.init_weights}")
-        else:
+        elif model_fn is None:
             out.write(f"training {model_config.describe()} from scratch")
     if is_chief:
         previous = ckpt_io.read_train_config(run_dir)
@@ -350,7 +357,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
         train_config.save(run_dir / ckpt_io.TRAIN_CONFIG_FILE)
 
     result = TrainResult(run_dir, start, start, train_config.steps, None, float("nan"), float("nan"),
-                         float("nan"), 0.0, latest, model=model)
+                         float("nan"), 0.0, latest, replicas=strategy.num_replicas_in_sync, model=model)
     if start >= train_config.steps:
         out.write(f"already trained: step {start} >= --steps {train_config.steps}")
         return result
@@ -425,7 +432,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
         with StopFlag() as stop:
             while step < train_config.steps:
                 batch = next(iterator)
-                if preview is None and is_chief:
+                if preview is None and is_chief and train_config.strategy != "multiworker":
                     preview = _first_replica_numpy(strategy, batch)
                 loss_t, counts_t = train_step(batch)
                 loss = float(loss_t.numpy())
@@ -462,7 +469,9 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
                             tb_scalar("images_per_sec", ips)
                 if step % train_config.checkpoint_every == 0 or step == train_config.steps:
                     result.checkpoint = save(step)
-                    if is_chief and preview is not None:
+                    if is_chief and preview is not None and train_config.strategy != "multiworker":
+                        # (multiworker: a forward pass outside strategy.run would wait on
+                        # collectives the other workers never join)
                         with writer.as_default(step=step):
                             _image_summary(model, preview, model_config)
                     writer.flush()

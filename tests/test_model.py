@@ -85,6 +85,7 @@ def test_xception65_builds_at_513_with_expected_stride():
     assert summarize_config(cfg.replace(output_stride=8, input_size=(129, 129))).output_stride == 8
 
 
+@pytest.mark.slow  # ~20 s; the QAT tests quantize our models too, this pins it to the builder
 def test_tfmot_quantizes_the_graph():
     import tensorflow_model_optimization as tfmot
     cfg = ModelConfig(alpha=0.35, input_size=(64, 64))
