@@ -455,21 +455,36 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
         raise ConfigError("give --run RUN_DIR or --qat QAT_DIR")
     spec = ExportSpec(output=output, io_type=io_type)
     source: dict = {}
+    # --- cheap checks first: configs and flags, before any model is built ---
+    from mobile_seg.checkpoint import read_run_config
     qat_info = None
+    if qat is not None and qat_model is None:
+        from mobile_seg.qat import read_qat_info
+        qat_info = read_qat_info(qat)
+        if run is None and qat_info.get("source_run") and Path(qat_info["source_run"]).is_dir():
+            run = qat_info["source_run"]
+    has_run = run is not None or float_model is not None
+    todo, skipped = resolve_variants(variants, has_run, qat is not None or qat_model is not None)
+    if spec.io_type != "float" and variants != "all":
+        for v in todo:
+            if v in FLOAT_VARIANTS:
+                _float_io_only(spec, v)
+    if "int8" in todo and calibration_images is None and data is None:
+        raise ConfigError("--variant int8 needs --data BUILT_DIR: its training split calibrates "
+                          "the activation ranges (--calib-images N)")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: exists and is not a directory")
+    if config is None and input_size is not None:
+        read_run_config(run if run is not None else qat).replace(input_size=tuple(input_size))  # validates
+
+    # --- models ---
     if qat is not None and qat_model is None:
         from mobile_seg.qat import load_qat
         qat_model, qconfig, qstep, qat_info = load_qat(qat, input_size=input_size)
         config = config or qconfig
         source["qat"] = {"dir": str(Path(qat).resolve()), "step": qstep}
-        if run is None and qat_info.get("source_run") and Path(qat_info["source_run"]).is_dir():
-            run = qat_info["source_run"]
-    has_run = run is not None or float_model is not None
-    todo, skipped = resolve_variants(variants, has_run, qat_model is not None)
-    if "float" != spec.io_type:
-        for v in todo:
-            if v in FLOAT_VARIANTS and variants != "all":
-                _float_io_only(spec, v)
-    if float_model is None and has_run and (todo or qat_model is None):
+    if float_model is None and has_run:  # also for qat-int8 alone: the report's reference
         float_model, fconfig, fstep = load_float_model(run, input_size)
         if config is not None and qat_model is not None and fconfig.diff(config):
             raise ConfigError(f"--run {run} and --qat {qat} are different models: {'; '.join(fconfig.diff(config))}")
@@ -486,16 +501,9 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
     calibration = None
     if "int8" in todo:
         if calibration_images is None:
-            if data is None:
-                raise ConfigError("--variant int8 needs --data BUILT_DIR: its training split calibrates "
-                                  "the activation ranges (--calib-images N)")
             calibration_images = load_calibration_images(data, config, calib_images)
         calibration = {"split": "train", "images": int(len(calibration_images)),
                        "data": str(data) if data is not None else None}
-
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: exists and is not a directory")
     result = ExportResult(out_dir, [], skipped, config=config, float_model=float_model,
                           qat_model=qat_model, labels=labels, spec=spec)
     for variant in todo:

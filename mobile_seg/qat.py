@@ -382,7 +382,7 @@ def qat(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | 
         "format": QAT_FORMAT, "source_run": str(run_dir.resolve()),
         "source_step": ckpt_io.checkpoint_step(source_ckpt), "source_checkpoint": source_ckpt,
         "steps": tcfg.steps, "learning_rate": tcfg.learning_rate, "batch_size": tcfg.batch_size,
-        "calib_images": int(calib_images), "scheme": "tfmot default 8-bit (per-channel weights)"})
+        "calib_images": int(calib_images), "scheme": "tfmot default 8-bit, per-channel Conv2D and DepthwiseConv2D weights"})
     model_fn = make_model_fn(run_dir, out_dir, data_dir, calib_images, log)
     return train(data_dir, out_dir, config, tcfg, progress=progress, stream=stream,
                  model_fn=model_fn, **train_kwargs)
