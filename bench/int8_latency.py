@@ -74,7 +74,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
-    import tensorflow_model_optimization as tfmot  # noqa: F401
     from converters.report import interleaved_latency
     from mobile_seg.config import ModelConfig
     from mobile_seg.model import build_model

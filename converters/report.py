@@ -179,7 +179,6 @@ def build_report(files: list, data, *, float_model=None, config=None, qat_model=
         log(f"scoring {variant} ({path.name}) on {split} ...")
         tfl = TFLiteModel(path)
         tfl.source = str(path)
-        labels_ = labels or tfl.labels
         res = evaluate(data, split, predictor=tfl, progress=False, limit=limit)
         census = tfl.op_census()
         meta = tfl.metadata or {}
@@ -199,7 +198,6 @@ def build_report(files: list, data, *, float_model=None, config=None, qat_model=
             row["flag"] = f"{census.float_convs} float convolution(s) in an int8 model"
             flags.append(f"{variant}: {row['flag']}: {census.float_ops}")
         rows.append(row)
-        del labels_
 
     log(f"timing {', '.join(paths)}: {latency_runs} round-robin runs, {threads} thread(s) ...")
     load_before = os.getloadavg()
@@ -235,6 +233,12 @@ def _fmt(v, spec: str, none: str = "–") -> str:
     return none if v is None else format(v, spec)
 
 
+def _pct(fraction) -> str:
+    if fraction is None:
+        return "–"
+    return "0" if fraction == 0 else f"{100 * fraction:.3f}"
+
+
 def format_markdown(report: dict) -> str:
     """report.md: one table, then flags and how latency was measured."""
     lat = report["latency"]
@@ -254,8 +258,7 @@ def format_markdown(report: dict) -> str:
             _fmt(r.get("person_iou") and 100 * r["person_iou"], ".2f"),
             _fmt(r.get("drop_pt"), "+.2f"),
             _fmt(r.get("max_abs_diff"), ".2e"),
-            _fmt(r.get("pixel_mismatch") is not None and 100 * r["pixel_mismatch"] or None, ".3f",
-                 none="0" if r.get("pixel_mismatch") == 0 else "–"),
+            _pct(r.get("pixel_mismatch")),
             f"{c['int8']}/{c['float']}" if c else "–",
             f"{c['quantize']}/{c['dequantize']}" if c else "–",
             (f"**{c['float_convs']}**" if r.get("flag") else str(c["float_convs"])) if c else "–",
