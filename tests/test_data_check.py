@@ -14,25 +14,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mobile_seg.cli import main
+from conftest import copy_voc
 from mobile_seg.data.check import BadFile, check_dataset, format_report, image_size
 from mobile_seg.data.palette import colorize
 
 N_TRAIN, N_VAL = 4, 2
 
 
-def copy_voc(src: Path, dst: Path, n_train: int, n_val: int) -> dict[str, list[str]]:
-    """Copy the first ids of train/val of a VOC folder into `dst`; returns the splits."""
-    splits = {s: (src / "ImageSets/Segmentation" / f"{s}.txt").read_text().split()[:n]
-              for s, n in (("train", n_train), ("val", n_val))}
-    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (dst / d).mkdir(parents=True, exist_ok=True)
-    for ids in splits.values():
-        for i in ids:
-            shutil.copy(src / "JPEGImages" / f"{i}.jpg", dst / "JPEGImages")
-            shutil.copy(src / "SegmentationClass" / f"{i}.png", dst / "SegmentationClass")
-    for s, ids in splits.items():
-        (dst / "ImageSets/Segmentation" / f"{s}.txt").write_text("\n".join(ids) + "\n")
-    return splits
 
 
 def run_check(*args: str):
