@@ -35,6 +35,18 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, separators=(",", ":"), default=str))
 
 
+def finish_training(result, what: str, out_dir, as_json: bool) -> None:
+    """Print a train/QAT result line (+ JSON); exit 128+signal when a signal stopped it."""
+    click.echo(f"{'stopped' if result.interrupted else 'done'}: {what} {result.step}/{result.steps}, "
+               f"loss {result.loss:.4f}, running mIoU {result.running_miou:.3f}, "
+               f"{result.images_per_sec:.1f} img/s, {result.wall_s:.0f} s -> {out_dir}")
+    if as_json:
+        echo_json(result.to_dict())
+    if result.interrupted:
+        import signal
+        sys.exit(128 + int(getattr(signal, result.interrupted)))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mobile-seg")
 def main() -> None:
@@ -290,14 +302,7 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
     click.echo(f"model: {model_config.describe()}")
     result = train(data, run_dir, model_config, train_config, progress=not quiet)
-    click.echo(f"{'stopped' if result.interrupted else 'done'}: step {result.step}/{result.steps}, "
-               f"loss {result.loss:.4f}, running mIoU {result.running_miou:.3f}, "
-               f"{result.images_per_sec:.1f} img/s, {result.wall_s:.0f} s -> {run_dir}")
-    if as_json:
-        echo_json(result.to_dict())
-    if result.interrupted:
-        import signal as _signal
-        sys.exit(128 + int(getattr(_signal, result.interrupted)))
+    finish_training(result, "step", run_dir, as_json)
 
 
 @main.command("eval")
@@ -375,14 +380,7 @@ def qat_cmd(run_dir, data, qat_dir, steps, learning_rate, batch_size, calib_imag
     from mobile_seg.qat import qat
     result = qat(run_dir, data, qat_dir, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
                  calib_images=calib_images, checkpoint_every=checkpoint_every, progress=not quiet)
-    click.echo(f"{'stopped' if result.interrupted else 'done'}: QAT step {result.step}/{result.steps}, "
-               f"loss {result.loss:.4f}, running mIoU {result.running_miou:.3f}, "
-               f"{result.images_per_sec:.1f} img/s, {result.wall_s:.0f} s -> {qat_dir}")
-    if as_json:
-        echo_json(result.to_dict())
-    if result.interrupted:
-        import signal as _signal
-        sys.exit(128 + int(getattr(_signal, result.interrupted)))
+    finish_training(result, "QAT step", qat_dir, as_json)
 
 
 @main.command("export")

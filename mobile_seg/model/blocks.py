@@ -16,6 +16,16 @@ L = tf_keras.layers
 KERNEL_INIT = "he_normal"
 
 
+def stride_or_dilate(stride: int, current_stride: int, rate: int, output_stride: int) -> tuple[int, int, int, int]:
+    """DeepLab's rule: once the output stride is reached, later strides become dilations.
+
+    Returns (layer_stride, layer_rate, new_current_stride, new_rate).
+    """
+    if current_stride == output_stride:
+        return 1, rate, current_stride, rate * stride
+    return stride, 1, current_stride * stride, rate
+
+
 def batch_norm(x, name: str, cfg: ModelConfig):
     return L.BatchNormalization(momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, name=name)(x)
 

@@ -9,7 +9,7 @@ Strides beyond `output_stride` become dilations (slim's `mobilenet_base` rule).
 from __future__ import annotations
 
 from mobile_seg.config import ModelConfig
-from mobile_seg.model.blocks import conv_bn, depthwise_bn, L
+from mobile_seg.model.blocks import conv_bn, depthwise_bn, stride_or_dilate, L
 
 # (expansion t, output channels c, repeats n, first stride s), the paper's Table 2.
 BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -66,12 +66,8 @@ def mobilenet_v2(inputs, cfg: ModelConfig) -> dict:
         out_channels = make_divisible(c * alpha)
         for i in range(n):
             stride = s if i == 0 else 1
-            if current_stride == cfg.output_stride:
-                layer_stride, layer_rate = 1, rate
-                rate *= stride
-            else:
-                layer_stride, layer_rate = stride, 1
-                current_stride *= stride
+            layer_stride, layer_rate, current_stride, rate = stride_or_dilate(
+                stride, current_stride, rate, cfg.output_stride)
             x, depthwise = _inverted_residual(x, index, t, out_channels, layer_stride, layer_rate, cfg)
             if f"{block_name(index)}_depthwise_relu" == LOW_LEVEL_LAYER:
                 low_level = depthwise

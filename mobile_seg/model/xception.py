@@ -10,7 +10,7 @@ from scratch.
 from __future__ import annotations
 
 from mobile_seg.config import ModelConfig
-from mobile_seg.model.blocks import activation, conv_bn, separable_conv_bn, L
+from mobile_seg.model.blocks import activation, conv_bn, separable_conv_bn, stride_or_dilate, L
 
 # (flow, block, depths of the 3 separable convs, skip: conv|sum|none, stride, repeats)
 FLOWS = (
@@ -61,12 +61,8 @@ def xception65(inputs, cfg: ModelConfig) -> dict:
     low_level = None
     for flow, block, depths, skip, stride, repeats in FLOWS:
         for unit in range(1, repeats + 1):
-            if current_stride == cfg.output_stride:
-                unit_stride, unit_rate = 1, rate
-                rate *= stride
-            else:
-                unit_stride, unit_rate = stride, 1
-                current_stride *= stride
+            unit_stride, unit_rate, current_stride, rate = stride_or_dilate(
+                stride, current_stride, rate, cfg.output_stride)
             name = f"{flow}_block{block}_unit_{unit}"
             activate_after = flow == "exit_flow" and block == 2
             x, second = _xception_module(x, name, depths, skip, unit_stride, unit_rate, cfg, activate_after)
