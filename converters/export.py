@@ -302,6 +302,11 @@ def load_calibration_images(data_dir, config, count: int, split: str = "train", 
     """
     import cv2
     from mobile_seg.data.pipeline import iterate_examples, read_descriptor
+    if not isinstance(data_dir, (str, os.PathLike)):  # several datasets: an even share of each
+        dirs = list(data_dir)
+        share = -(-int(count) // len(dirs))
+        return np.concatenate([load_calibration_images(d, config, share, split, seed)
+                               for d in dirs])[:max(1, int(count))]
     desc = read_descriptor(data_dir)
     if split not in desc["splits"]:
         raise DatasetError(f"no split {split!r} for calibration (has: {', '.join(desc['splits'])})", data_dir)

@@ -35,7 +35,6 @@ from mobile_seg.io_utils import write_bytes_atomic
 WINDOW = "mobile-seg demo"
 VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "mobile_seg" / "assets" / "models" / "default.tflite"
 KEYS = {
     "e": "next effect (blur, bokeh, colour, replace)",
     "s": "temporal smoothing on/off",
@@ -114,10 +113,12 @@ def tune_allocator() -> bool:
 # --- model --------------------------------------------------------------------------------
 def resolve_model_path(model: str | None) -> Path:
     """--model, else the shipped default model; ModelFileError if there is neither."""
+    from mobile_seg.models import model_path
     if model:
         return Path(model)
-    if DEFAULT_MODEL.exists():
-        return DEFAULT_MODEL
+    shipped = model_path()
+    if shipped is not None:
+        return shipped
     raise ModelFileError("no model is shipped with the package yet; pass --model PATH "
                          "(e.g. --model ../shared/data/models/selfie_segmentation.tflite)")
 

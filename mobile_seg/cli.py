@@ -156,6 +156,11 @@ def _parse_ints(value, allow_none=False):
         raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
 
 
+def _abs_path(value):
+    from pathlib import Path
+    return None if value is None else str(Path(value).resolve())
+
+
 def _parse_floats(value):
     if value is None:
         return None
@@ -244,7 +249,8 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 
 
 @main.command("train")
-@click.option("--data", required=True, type=click.Path(), help="Built dataset (mobile-seg data build --out).")
+@click.option("--data", multiple=True, required=True, type=click.Path(),
+              help="Built dataset (mobile-seg data build --out); repeat to mix several.")
 @click.option("--out", "run_dir", required=True, type=click.Path(),
               help="Run directory: checkpoints, config.json, TensorBoard logs. Rerun to resume.")
 @click.option("--config", "config_file", type=click.Path(), default=None,
@@ -276,6 +282,15 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 @click.option("--log-every", type=int, default=None, help="Steps between log lines/TensorBoard points (default 20).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
               help="tf.distribute: one device, all local devices, or the TF_CONFIG cluster.")
+@click.option("--data-weights", default=None, metavar="W1,W2,...",
+              help="Sampling weight of each --data (default: by size, like one concatenated set).")
+@click.option("--teacher", type=click.Path(), default=None, metavar="FILE.tflite",
+              help="Distil from this person segmenter's soft probability (e.g. MediaPipe selfie).")
+@click.option("--distill-weight", type=float, default=None, help="Weight of the distillation loss (default 1).")
+@click.option("--unlabeled", type=click.Path(), default=None, metavar="DIR|VIDEO",
+              help="Images or a video without masks, learnt from the --teacher only.")
+@click.option("--unlabeled-weight", type=float, default=None,
+              help="Share of training examples drawn from --unlabeled (default 0.25).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
@@ -283,7 +298,8 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous_rates,
               decoder_output_stride, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
-              base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy, seed, quiet, as_json):
+              base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
+              data_weights, teacher, distill_weight, unlabeled, unlabeled_weight, seed, quiet, as_json):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
@@ -298,8 +314,11 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
                   "init_weights": None if init_weights is None else str(Path(init_weights).resolve()),
                   "base_resize": base_resize, "min_scale": min_scale, "max_scale": max_scale, "jitter": jitter,
                   "checkpoint_every": checkpoint_every, "log_every": log_every, "strategy": strategy,
-                  "seed": seed}
+                  "data_weights": _parse_floats(data_weights), "teacher": _abs_path(teacher),
+                  "distill_weight": distill_weight, "unlabeled": _abs_path(unlabeled),
+                  "unlabeled_weight": unlabeled_weight, "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
+    data = list(data)
     click.echo(f"model: {model_config.describe()}")
     result = train(data, run_dir, model_config, train_config, progress=not quiet)
     finish_training(result, "step", run_dir, as_json)
@@ -357,7 +376,9 @@ def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_js
 
 @main.command("qat")
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="Trained float run (newest checkpoint).")
-@click.option("--data", required=True, type=click.Path(), help="Built dataset (its train split fine-tunes).")
+@click.option("--data", required=True, multiple=True, type=click.Path(),
+              help="Built dataset (its train split fine-tunes); repeat as in `train`, whose "
+                   "--data-weights, --teacher and --unlabeled the QAT run keeps.")
 @click.option("--out", "qat_dir", required=True, type=click.Path(),
               help="QAT directory: checkpoints (weights) + config.json + qat.json. Rerun to resume.")
 @click.option("--steps", type=int, default=1000, show_default=True, help="QAT fine-tuning steps.")
@@ -378,7 +399,7 @@ def qat_cmd(run_dir, data, qat_dir, steps, learning_rate, batch_size, calib_imag
     with `mobile-seg export --qat QAT_DIR --variant qat-int8`.
     """
     from mobile_seg.qat import qat
-    result = qat(run_dir, data, qat_dir, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
+    result = qat(run_dir, list(data), qat_dir, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
                  calib_images=calib_images, checkpoint_every=checkpoint_every, progress=not quiet)
     finish_training(result, "QAT step", qat_dir, as_json)
 
@@ -493,6 +514,25 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
         say(f"bench: wrote {plot_path} ({out['plot']['kind']})")
     if as_json:
         echo_json(out)
+
+
+# === shipped models ===
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def models_cmd(as_json):
+    """List the models shipped in the package with their measured figures.
+
+    Person IoU per val split is next to MediaPipe selfie's (in brackets) through the same
+    `mobile-seg eval --tflite`; latency is the single-thread median from one `mobile-seg
+    bench` run of both. `demo` uses the model named "default".
+    """
+    from mobile_seg.models import format_models, shipped_models
+    models = shipped_models()
+    click.echo(format_models(models))
+    if as_json:
+        echo_json({"models": [m.to_dict() for m in models]})
 
 
 # === demo (issue: demo) ===

@@ -201,6 +201,14 @@ class TrainConfig:
             original resolution (DeepLab's VOC recipe, right when eval runs at full size).
         min_scale, max_scale, flip: random scale range and horizontal flips.
         jitter: random brightness, contrast and saturation (the input pipeline's jitter).
+        data_weights: with several datasets, the probability of drawing each one's examples
+            (normalised; None = in proportion to their sizes, i.e. one concatenated set).
+        teacher: a person-segmentation .tflite (e.g. MediaPipe selfie) whose soft person
+            probability the model is also trained towards (knowledge distillation), or None.
+        distill_weight: weight of the distillation loss (binary cross-entropy between the
+            model's and the teacher's person probability, mean over pixels).
+        unlabeled: a folder of images or a video file without masks; its frames are mixed
+            in with weight `unlabeled_weight` and learn from the teacher only (needs teacher).
     """
 
     split: str = "train"
@@ -226,6 +234,11 @@ class TrainConfig:
     flip: bool = True
     jitter: bool = True
     shuffle_buffer: int = 256
+    data_weights: tuple[float, ...] | None = None
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    unlabeled: str | None = None
+    unlabeled_weight: float = 0.25
 
     def __post_init__(self):
         for name in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every"):
@@ -252,14 +265,29 @@ class TrainConfig:
             object.__setattr__(self, "class_weights", w)
         if self.init_weights is not None:
             object.__setattr__(self, "init_weights", str(self.init_weights))
+        if self.data_weights is not None:
+            w = tuple(float(x) for x in self.data_weights)
+            if any(x < 0 for x in w) or not any(x > 0 for x in w):
+                raise ConfigError(f"data weights must be >= 0 and not all zero, got {w}")
+            object.__setattr__(self, "data_weights", w)
+        if self.distill_weight < 0:
+            raise ConfigError(f"distill-weight must be >= 0, got {self.distill_weight}")
+        if not 0 <= self.unlabeled_weight < 1:
+            raise ConfigError(f"unlabeled-weight must be in [0, 1), got {self.unlabeled_weight}")
+        if self.unlabeled is not None and self.teacher is None:
+            raise ConfigError("--unlabeled frames have no masks: they need --teacher to learn from")
+        for name in ("teacher", "unlabeled"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, str(getattr(self, name)))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        if self.class_weights is not None:
-            d["class_weights"] = list(self.class_weights)
+        for name in ("class_weights", "data_weights"):
+            if getattr(self, name) is not None:
+                d[name] = list(getattr(self, name))
         return d
 
     @classmethod
@@ -269,8 +297,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown train config field(s): {', '.join(unknown)}")
         d = dict(d)
-        if d.get("class_weights") is not None:
-            d["class_weights"] = tuple(d["class_weights"])
+        for name in ("class_weights", "data_weights"):
+            if d.get(name) is not None:
+                d[name] = tuple(d[name])
         return cls(**d)
 
     def save(self, path: str | os.PathLike) -> None:

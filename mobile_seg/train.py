@@ -203,8 +203,50 @@ class Progress:
 
 # --- checks ------------------------------------------------------------------------------------
 
-def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: TrainConfig) -> dict:
-    """Validate dataset, run directory and configs before any TF work; return the descriptor."""
+def data_dirs(data_dir) -> list[Path]:
+    """One built dataset or a list of them, as a list of paths."""
+    if isinstance(data_dir, (str, os.PathLike)):
+        return [Path(data_dir)]
+    return [Path(d) for d in data_dir]
+
+
+def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: TrainConfig) -> list[dict]:
+    """Validate datasets, run directory and configs before any TF work; return the descriptors."""
+    from mobile_seg.data.pipeline import read_descriptor
+    dirs = data_dirs(data_dir)
+    if not dirs:
+        raise ConfigError("no --data given")
+    if train_config.data_weights is not None and len(train_config.data_weights) != len(dirs):
+        raise ConfigError(f"--data-weights has {len(train_config.data_weights)} values for "
+                          f"{len(dirs)} --data folders")
+    descriptors = [_check_dataset(d, model_config, train_config) for d in dirs]
+    for name in ("teacher", "unlabeled"):
+        path = getattr(train_config, name)
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{path}: --{name} not found")
+    if train_config.teacher is not None:  # a loadable segmenter, before anything is written
+        from mobile_seg.tflite_model import TFLiteModel
+        TFLiteModel(train_config.teacher, num_threads=1).check_segmentation_output()
+    if train_config.unlabeled is not None:
+        from mobile_seg.distill import list_unlabeled
+        list_unlabeled(train_config.unlabeled)
+    if (tuple(model_config.input_mean) != (PIPELINE_MEAN_STD[0],) * 3
+            or tuple(model_config.input_std) != (PIPELINE_MEAN_STD[1],) * 3):
+        raise ConfigError("training needs input_mean = input_std = 127.5 (what the input pipeline "
+                          "normalises with)")
+    if train_config.init_weights is not None and not model_config.has_pretrained_weights:
+        what = (f"mobilenetv2 alpha {model_config.alpha}" if model_config.backbone == "mobilenetv2"
+                else model_config.backbone)
+        raise ConfigError(f"--init-weights: no ImageNet weights exist for {what} (only mobilenetv2 "
+                          f"alpha 1.0); leave it out to train from scratch")
+    if train_config.teacher is not None and model_config.num_classes != 2:
+        raise ConfigError(f"--teacher distils a person probability: it needs a 2-class model "
+                          f"(background, person), not {model_config.num_classes} classes")
+    check_run_dir(run_dir, model_config)
+    return descriptors
+
+
+def _check_dataset(data_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> dict:
     from mobile_seg.data.pipeline import read_descriptor
     descriptor = read_descriptor(data_dir)
     split = train_config.split
@@ -220,16 +262,6 @@ def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: Tra
     if train_config.class_weights is not None and len(train_config.class_weights) != n:
         raise ConfigError(f"--class-weights has {len(train_config.class_weights)} values, "
                           f"the dataset has {n} classes")
-    if (tuple(model_config.input_mean) != (PIPELINE_MEAN_STD[0],) * 3
-            or tuple(model_config.input_std) != (PIPELINE_MEAN_STD[1],) * 3):
-        raise ConfigError("training needs input_mean = input_std = 127.5 (what the input pipeline "
-                          "normalises with)")
-    if train_config.init_weights is not None and not model_config.has_pretrained_weights:
-        what = (f"mobilenetv2 alpha {model_config.alpha}" if model_config.backbone == "mobilenetv2"
-                else model_config.backbone)
-        raise ConfigError(f"--init-weights: no ImageNet weights exist for {what} (only mobilenetv2 "
-                          f"alpha 1.0); leave it out to train from scratch")
-    check_run_dir(run_dir, model_config)
     return descriptor
 
 
@@ -260,15 +292,48 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
     the original image). "stretch" first stretches every image (bilinear) and mask
     (nearest) to the crop size, then applies the same augmentation, so that scale 1.0
     shows the network exactly what eval and the runtime feed it.
+
+    Several datasets are mixed example by example with `data_weights` (default: by size).
+    With a teacher, batches are (images, masks, teacher person probability [B, H, W]),
+    and unlabeled frames (masks all 255) come in with probability `unlabeled_weight`.
     """
     import tensorflow as tf
     from mobile_seg.data import pipeline
     crop = tuple(model_config.input_size)
     tc = train_config
+    dirs = data_dirs(data_dir)
+    streams, sizes = [], []
+    for i, d in enumerate(dirs):
+        streams.append(_example_stream(d, crop, tc, seed + 7919 * i))
+        _, desc = pipeline.split_files(d, tc.split)
+        sizes.append(float(desc["splits"][tc.split]["num_examples"]))
+    weights = list(tc.data_weights) if tc.data_weights is not None else sizes
+    if tc.unlabeled is not None:
+        from mobile_seg.distill import unlabeled_stream
+        total = sum(weights)
+        weights = [w / total * (1.0 - tc.unlabeled_weight) for w in weights] + [tc.unlabeled_weight]
+        streams.append(unlabeled_stream(tc.unlabeled, crop, tc, seed + 104729))
+    if len(streams) == 1:
+        ds = streams[0]
+    else:
+        total = sum(weights)
+        ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / total for w in weights],
+                                                  seed=seed, stop_on_empty_dataset=False)
+    ds = ds.batch(tc.batch_size, drop_remainder=True)
+    if tc.teacher is not None:
+        from mobile_seg.distill import add_teacher_probability
+        ds = add_teacher_probability(ds, tc.teacher, mean_std=PIPELINE_MEAN_STD)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _example_stream(data_dir: Path, crop, tc: TrainConfig, seed: int):
+    """Endless, shuffled, augmented (image, mask) examples of one dataset's split."""
+    import tensorflow as tf
+    from mobile_seg.data import pipeline
     if tc.base_resize == "none":
         return pipeline.train_dataset(data_dir, tc.split, crop, tc.batch_size, seed=seed,
                                       min_scale=tc.min_scale, max_scale=tc.max_scale, flip=tc.flip,
-                                      jitter=tc.jitter, repeat=True, shuffle_buffer=tc.shuffle_buffer)
+                                      jitter=tc.jitter, repeat=True, shuffle_buffer=tc.shuffle_buffer).unbatch()
     files, desc = pipeline.split_files(data_dir, tc.split)
     ignore = int(desc["ignore_label"])
     ds = tf.data.TFRecordDataset(files)
@@ -278,14 +343,20 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
 
     def augment(index, serialized):
         ex = pipeline.decode_record(serialized)
-        image = tf.cast(tf.image.resize(ex["image"], crop, method="bilinear"), tf.uint8)
-        mask = tf.image.resize(ex["mask"][..., None], crop, method="nearest")[..., 0]
-        seeds = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), index]), num=9)
-        return pipeline.augment_example(image, mask, seeds, crop, ignore=ignore, min_scale=tc.min_scale,
-                                        max_scale=tc.max_scale, flip=tc.flip, jitter=tc.jitter)
+        return stretch_and_augment(ex["image"], ex["mask"], index, crop, tc, seed, ignore)
 
-    ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(tc.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def stretch_and_augment(image, mask, index, crop, tc: TrainConfig, seed: int, ignore: int):
+    """The "stretch" augmentation of one uint8 image and its mask (see make_train_dataset)."""
+    import tensorflow as tf
+    from mobile_seg.data import pipeline
+    image = tf.cast(tf.image.resize(image, crop, method="bilinear"), tf.uint8)
+    mask = tf.image.resize(mask[..., None], crop, method="nearest")[..., 0]
+    seeds = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), index]), num=9)
+    return pipeline.augment_example(image, mask, seeds, crop, ignore=ignore, min_scale=tc.min_scale,
+                                    max_scale=tc.max_scale, flip=tc.flip, jitter=tc.jitter)
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -312,6 +383,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
     # The strategy first: MultiWorkerMirroredStrategy must be created before other TF work.
     strategy_early = make_strategy(train_config.strategy) if train_config.strategy == "multiworker" else None
     check_inputs(data_dir, run_dir, model_config, train_config)
+    data_dir = data_dirs(data_dir)
 
     import tensorflow as tf
     import tf_keras
@@ -379,12 +451,17 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
                   if type(layer).__name__ == "Conv2D" and layer.trainable]
     wd = train_config.weight_decay
 
-    def replica_step(images, masks):
+    distill_weight = train_config.distill_weight if train_config.teacher else 0.0
+
+    def replica_step(images, masks, teacher_prob=None):
         masks = tf.cast(masks, tf.int32)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_image = pixel_cross_entropy(masks, logits, ignore_label=IGNORE_LABEL,
                                             class_weights=class_weights)
+            if teacher_prob is not None and distill_weight > 0:
+                from mobile_seg.distill import distill_loss
+                per_image = per_image + distill_weight * distill_loss(teacher_prob, logits)
             data_loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
             reg = wd * tf.add_n([tf.nn.l2_loss(v) for v in decay_vars]) if wd > 0 and decay_vars else 0.0
             loss = data_loss + reg / strategy.num_replicas_in_sync
@@ -399,8 +476,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
 
     @tf.function
     def train_step(batch):
-        images, masks = batch
-        loss, counts = strategy.run(replica_step, args=(images, masks))
+        loss, counts = strategy.run(replica_step, args=tuple(batch))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None))
 
@@ -513,7 +589,7 @@ def tb_image(tag: str, images: np.ndarray) -> None:
 
 
 def _first_replica_numpy(strategy, batch):
-    images, masks = batch
+    images, masks = batch[:2]
     images = strategy.experimental_local_results(images)[0]
     masks = strategy.experimental_local_results(masks)[0]
     return images.numpy()[:PREVIEW_IMAGES], masks.numpy()[:PREVIEW_IMAGES]

@@ -184,9 +184,9 @@ def last_error(res) -> str:
     return lines[-1]
 
 
-def test_without_model_says_none_is_shipped_yet(tmp_path, video):
-    if demo.app.DEFAULT_MODEL.exists():
-        pytest.skip("a default model is shipped now")
+def test_without_model_says_none_is_shipped(tmp_path, video, monkeypatch):
+    import mobile_seg.models
+    monkeypatch.setattr(mobile_seg.models, "MODELS_DIR", tmp_path / "no_models")
     res = cli("--video", video, "--no-window", "--output", tmp_path / "o.mp4")
     assert res.exit_code == 2
     assert last_error(res).startswith("error: no model is shipped") and "--model" in last_error(res)

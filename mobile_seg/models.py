@@ -1,0 +1,131 @@
+"""The models shipped inside the package (mobile_seg/assets/models) and their measured figures.
+
+`models.json` beside the .tflite files lists each shipped model with what was measured on
+it (person IoU per val split next to MediaPipe selfie's through the same eval, latency
+from one `mobile-seg bench` run of both) and the commands that measured it. The .tflite
+files carry their own metadata (labels, input size, normalisation, model config).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mobile_seg.errors import ModelFileError
+
+MODELS_DIR = Path(__file__).resolve().parent / "assets" / "models"
+MANIFEST_NAME = "models.json"
+DEFAULT_NAME = "default"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One entry of models.json, with the facts read from its .tflite file."""
+
+    name: str
+    path: Path
+    description: str
+    size_bytes: int
+    input_size: tuple[int, int]
+    output_kind: str
+    person_iou: dict[str, float] = field(default_factory=dict)
+    baseline_person_iou: dict[str, float] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "description": self.description,
+                "size_bytes": self.size_bytes, "input_size": list(self.input_size),
+                "output_kind": self.output_kind, "person_iou": self.person_iou,
+                "baseline_person_iou": self.baseline_person_iou, "latency_ms": self.latency_ms,
+                **self.extra}
+
+
+def read_manifest(models_dir: str | os.PathLike | None = None) -> list[dict]:
+    """The raw models.json entries ([] when the package ships no models)."""
+    path = Path(models_dir or MODELS_DIR) / MANIFEST_NAME
+    if not path.is_file():
+        return []
+    try:
+        entries = json.loads(path.read_text())["models"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"not a valid model list ({e})", path) from None
+    return list(entries)
+
+
+def shipped_models(models_dir: str | os.PathLike | None = None) -> list[ShippedModel]:
+    """Every model in models.json, each checked to load with LiteRT."""
+    from mobile_seg.tflite_model import TFLiteModel
+    models_dir = Path(models_dir or MODELS_DIR)
+    out = []
+    known = {"name", "file", "description", "person_iou", "baseline_person_iou", "latency_ms"}
+    for entry in read_manifest(models_dir):
+        path = models_dir / entry["file"]
+        tfl = TFLiteModel(path, num_threads=1)
+        out.append(ShippedModel(
+            name=entry["name"], path=path, description=entry.get("description", ""),
+            size_bytes=tfl.size_bytes, input_size=tuple(tfl.input_size), output_kind=tfl.output_kind,
+            person_iou=dict(entry.get("person_iou", {})),
+            baseline_person_iou=dict(entry.get("baseline_person_iou", {})),
+            latency_ms=dict(entry.get("latency_ms", {})),
+            extra={k: v for k, v in entry.items() if k not in known}))
+    return out
+
+
+def model_path(name: str = DEFAULT_NAME, models_dir: str | os.PathLike | None = None) -> Path | None:
+    """The .tflite file of shipped model `name`, or None when it is not shipped."""
+    models_dir = Path(models_dir or MODELS_DIR)
+    for entry in read_manifest(models_dir):
+        if entry.get("name") == name:
+            path = models_dir / entry["file"]
+            return path if path.is_file() else None
+    return None
+
+
+def format_models(models: list[ShippedModel]) -> str:
+    """A table: name, input, size, person IoU per split (MediaPipe in brackets), latency."""
+    if not models:
+        return "no models shipped in this install"
+    splits = sorted({s for m in models for s in m.person_iou})
+    head = ["model", "input", "size"] + [f"IoU {s}" for s in splits] + ["1-thread ms"]
+    rows = []
+    for m in models:
+        ious = []
+        for s in splits:
+            v, b = m.person_iou.get(s), m.baseline_person_iou.get(s)
+            ious.append("-" if v is None else f"{v:.3f}" + ("" if b is None else f" ({b:.3f})"))
+        lat = m.latency_ms.get("median_1_thread")
+        base = m.latency_ms.get("baseline_median_1_thread")
+        lat_s = "-" if lat is None else f"{lat:.2f}" + ("" if base is None else f" ({base:.2f})")
+        rows.append([m.name, "x".join(map(str, m.input_size)), f"{m.size_bytes / 1e6:.2f} MB"] + ious + [lat_s])
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("(in brackets: MediaPipe selfie, same eval / same bench run)")
+    for m in models:
+        lines.append(f"{m.name}: {m.path}")
+        if m.description:
+            lines.append(f"  {m.description}")
+    return "\n".join(lines)
+
+
+def manifest_entry(name: str, file: str, description: str, evals: list[dict], baseline_evals: list[dict],
+                   bench: dict, **extra) -> dict:
+    """A models.json entry from `eval --json` outputs (ours and the baseline's, same splits)
+    and one `bench --json` output whose first model is the baseline and second is ours."""
+    def ious(results):
+        return {f"{Path(r['data']).name}/{r['split']}": round(float(r["per_class_iou"]["person"]), 4)
+                for r in results}
+
+    def median(model):
+        one = [r for r in model["results"] if r["threads"] == 1]
+        return round(float(one[0]["latency"]["median_ms"]), 3) if one else None
+
+    base, ours = bench["models"][0], bench["models"][1]
+    latency = {"median_1_thread": median(ours), "baseline_median_1_thread": median(base)}
+    if latency["median_1_thread"] and latency["baseline_median_1_thread"]:
+        latency["ratio"] = round(latency["median_1_thread"] / latency["baseline_median_1_thread"], 3)
+    return {"name": name, "file": file, "description": description, "person_iou": ious(evals),
+            "baseline": Path(base["path"]).name, "baseline_person_iou": ious(baseline_evals),
+            "latency_ms": latency, "bench_environment": bench.get("environment", {}), **extra}
