@@ -44,6 +44,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--alpha", type=float, default=1.0)
     ap.add_argument("--no-atrous", action="store_true", help="ASPP = 1x1 + image pooling only")
+    ap.add_argument("--decoder-channels", type=int, default=256, help="decoder separable conv width")
+    ap.add_argument("--output-stride", type=int, default=16, help="encoder output stride (8, 16, 32)")
     args = ap.parse_args()
     import tf_keras
 
@@ -52,9 +54,11 @@ def main() -> None:
 
     tf_keras.utils.set_random_seed(0)
     config = ModelConfig(alpha=args.alpha, input_size=(args.size, args.size),
-                         atrous_rates=() if args.no_atrous else None)
+                         atrous_rates=() if args.no_atrous else None, decoder_channels=args.decoder_channels,
+                         output_stride=args.output_stride)
     model = build_model(config)
-    stem = f"{model_name(config)}{'_noatrous' if args.no_atrous else ''}_{args.size}_untrained"
+    dec = "" if args.decoder_channels == 256 else f"_dec{args.decoder_channels}"
+    stem = f"{model_name(config)}{'_noatrous' if args.no_atrous else ''}{dec}_{args.size}_untrained"
     for variant in ("fp32", "int8"):
         start = time.time()
         blob = convert(model, config.input_size, variant == "int8")

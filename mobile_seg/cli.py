@@ -197,6 +197,8 @@ def _model_options(size_flag: str):
                               "OS32); 'none' = 1x1 + image pooling only."),
             click.option("--decoder-output-stride", default=None, metavar="4|none",
                          help="4 = DeepLabV3+ decoder (default), none = plain DeepLabV3."),
+            click.option("--decoder-channels", type=int, default=None,
+                         help="Width of the decoder's separable convs (default 256)."),
             click.option("--num-classes", type=int, default=None, help="Output classes (default 2)."),
             click.option(size_flag, "size", default=None, metavar="SIZE|HxW",
                          help="Model input size (default 256)."),
@@ -209,14 +211,15 @@ def _model_options(size_flag: str):
 
 
 def _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, num_classes,
-                     size, bn_momentum) -> dict:
+                     size, bn_momentum, decoder_channels=None) -> dict:
     dec = _parse_decoder_stride(decoder_output_stride)
     rates = _parse_ints(atrous_rates)
     # None = flag not given; the string "none" = explicitly no decoder.
     return {"backbone": backbone, "alpha": alpha, "output_stride": output_stride,
             "atrous_rates": list(rates) if rates is not None else None,
             "decoder_output_stride": dec, "num_classes": num_classes,
-            "input_size": _parse_size(size), "bn_momentum": bn_momentum}
+            "input_size": _parse_size(size), "bn_momentum": bn_momentum,
+            "decoder_channels": decoder_channels}
 
 
 @main.group()
@@ -228,8 +231,8 @@ def model() -> None:
 @_model_options("--input-size")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @user_errors
-def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, num_classes,
-                  size, bn_momentum, as_json):
+def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, decoder_channels,
+                  num_classes, size, bn_momentum, as_json):
     """Print parameters, multiply-adds at the input size, and the output stride reached.
 
     The published MobileNetV2 DeepLabV3 (2.11 M params, 2.75 B MAdds) is:
@@ -239,7 +242,7 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
     from mobile_seg.config import ModelConfig
     from mobile_seg.model.summary import summarize_config
     overrides = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
-                                 num_classes, size, bn_momentum)
+                                 num_classes, size, bn_momentum, decoder_channels)
     from mobile_seg.train import apply_overrides
     config = ModelConfig.from_dict(apply_overrides(ModelConfig().to_dict(), overrides))
     summary = summarize_config(config)
@@ -296,7 +299,7 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @user_errors
 def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous_rates,
-              decoder_output_stride, num_classes, size, bn_momentum, split, batch_size, steps,
+              decoder_output_stride, decoder_channels, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
               base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
               data_weights, teacher, distill_weight, unlabeled, unlabeled_weight, seed, quiet, as_json):
@@ -307,7 +310,7 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
     from pathlib import Path
     from mobile_seg.train import resolve_configs, train
     model_over = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
-                                  num_classes, size, bn_momentum)
+                                  num_classes, size, bn_momentum, decoder_channels)
     train_over = {"split": split, "batch_size": batch_size, "steps": steps, "learning_rate": learning_rate,
                   "warmup_steps": warmup_steps, "weight_decay": weight_decay, "optimizer": optimizer,
                   "class_weights": _parse_floats(class_weights),

@@ -62,6 +62,8 @@ class ModelConfig:
             default for the output stride; () = no atrous branches (1x1 + image pooling only,
             the MobileNetV2 DeepLabV3 of the papers).
         decoder_output_stride: 4 for the DeepLabV3+ decoder, None for plain DeepLabV3.
+        decoder_channels: width of the decoder's two 3x3 separable convs (DeepLab: 256). At
+            stride 4 they dominate the cost of a small model; 64-128 buys input resolution.
         num_classes: output channels (2 = background, person).
         input_size: (height, width) of the fixed model input.
         bn_momentum, bn_epsilon: BatchNorm settings (0.97 fine-tunes well; Keras' 0.999 does not).
@@ -73,6 +75,7 @@ class ModelConfig:
     output_stride: int = 16
     atrous_rates: tuple[int, ...] | None = None
     decoder_output_stride: int | None = 4
+    decoder_channels: int = 256
     num_classes: int = 2
     input_size: tuple[int, int] = (256, 256)
     bn_momentum: float = 0.97
@@ -99,6 +102,9 @@ class ModelConfig:
             set_("atrous_rates", rates)
         if self.decoder_output_stride not in (None, 4):
             raise ConfigError(f"decoder output stride must be 4 or none, got {self.decoder_output_stride}")
+        if int(self.decoder_channels) < 8:
+            raise ConfigError(f"decoder channels must be at least 8, got {self.decoder_channels}")
+        set_("decoder_channels", int(self.decoder_channels))
         if int(self.num_classes) < 2:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
         set_("num_classes", int(self.num_classes))

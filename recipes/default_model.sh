@@ -8,9 +8,9 @@ set -euo pipefail
 SHARED=${1:-../shared/data}
 WORK=${2:-runs/default_model}
 INSTALL=${3:-}
-CONFIG=mobile_seg/configs/portrait_192.json
+CONFIG=mobile_seg/configs/portrait_224.json
 QAT_STEPS=${QAT_STEPS:-500}
-TEACHER=${TEACHER:-}          # e.g. $SHARED/models/selfie_segmentation.tflite (see MODEL_CARD.md)
+TEACHER=${TEACHER-$SHARED/models/selfie_segmentation.tflite}   # TEACHER= (empty) trains without distillation
 BASELINE=$SHARED/models/selfie_segmentation.tflite
 mkdir -p "$WORK/built"
 start=$(date +%s)
@@ -24,7 +24,7 @@ DATA=(--data "$WORK/built/portraits" --data "$WORK/built/coco_person"
       --data "$WORK/built/fashion_person" --data "$WORK/built/selfies")
 
 kd=()
-[ -n "$TEACHER" ] && kd=(--teacher "$TEACHER" --distill-weight 0.5 --unlabeled "$SHARED/selfies_unlabeled")
+[ -n "$TEACHER" ] && kd=(--teacher "$TEACHER" --unlabeled "$SHARED/selfies_unlabeled")
 mobile-seg train --config "$CONFIG" "${DATA[@]}" "${kd[@]}" \
   --init-weights "$SHARED/weights/mobilenet_v2_1.0_224_imagenet.npz" --out "$WORK/train"
 mobile-seg qat --run "$WORK/train" "${DATA[@]}" --steps "$QAT_STEPS" --out "$WORK/qat"
@@ -44,5 +44,6 @@ if [ "$INSTALL" = "--install" ]; then
   cp "$MODEL" mobile_seg/assets/models/default.tflite.tmp
   mv mobile_seg/assets/models/default.tflite.tmp mobile_seg/assets/models/default.tflite
   python recipes/write_manifest.py "$WORK" default default.tflite \
-    "MobileNetV2 1.0 DeepLabV3+ (no atrous ASPP, decoder at 1/4), 192x192, QAT int8, person probability"
+    "MobileNetV2 1.0 DeepLabV3+ (ASPP 1x1 + image pooling, 64-channel decoder at 1/4), 224x224, QAT int8, person probability" \
+    recipe=recipes/default_model.sh config=$CONFIG "recipe_wall_s=$(( $(date +%s) - start ))"
 fi

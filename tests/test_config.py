@@ -46,6 +46,7 @@ def test_round_trip(tmp_path):
     (dict(input_size=(48, 48), output_stride=32), "too small for output stride 32"),
     (dict(input_size=(250, 256)), "input height 250 does not fit output stride 16"),
     (dict(atrous_rates=(0, 6)), "atrous rates must be positive"),
+    (dict(decoder_channels=4), "decoder channels must be at least 8"),
 ])
 def test_model_config_errors_are_one_line(kwargs, message):
     with pytest.raises(ConfigError) as e:

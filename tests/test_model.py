@@ -53,6 +53,17 @@ def test_plain_deeplabv3_without_aspp_or_decoder():
     assert model(x, training=False).shape == (2, 96, 96, 2)
 
 
+def test_decoder_width_sets_the_decoder_convs_only():
+    wide = ModelConfig(decoder_channels=256, **TINY)
+    thin = ModelConfig(decoder_channels=64, **TINY)
+    layer = build_model(thin).get_layer("decoder_conv1_pointwise")
+    assert layer.filters == 64
+    # two separable convs: (in*64 + 64*64) pointwise weights instead of (in*256 + 256*256)
+    s_wide, s_thin = summarize_config(wide), summarize_config(thin)
+    assert s_thin.madds < s_wide.madds
+    assert ModelConfig.from_dict({k: v for k, v in wide.to_dict().items() if k != "decoder_channels"}) == wide
+
+
 def test_odd_input_size_crops_back():
     cfg = ModelConfig(alpha=0.35, input_size=(97, 129), num_classes=3)
     model = build_model(cfg)

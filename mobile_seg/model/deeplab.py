@@ -37,7 +37,7 @@ def build_model(config: ModelConfig, name: str | None = None) -> tf_keras.Model:
         raise AssertionError(f"encoder reached stride {encoder['output_stride']}, wanted {config.output_stride}")
     x = aspp(encoder["features"], config)
     if config.decoder_output_stride:
-        x = decoder(x, encoder["low_level"], config)
+        x = decoder(x, encoder["low_level"], config, channels=config.decoder_channels)
     x = L.Conv2D(config.num_classes, 1, use_bias=True, name=LOGITS_NAME)(x)
     outputs = upsample_to(x, (h, w), OUTPUT_NAME)
     return tf_keras.Model(inputs, outputs, name=name or model_name(config))

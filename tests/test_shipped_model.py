@@ -1,0 +1,75 @@
+"""The model shipped in the package: listed by `mobile-seg models`, within its limits, as
+accurate as models.json says (re-measured here), and the demo's default."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mobile_seg.cli import main
+from mobile_seg.models import MODELS_DIR, model_path, read_manifest, shipped_models
+from train_helpers import build, voc_subset
+
+MAX_BYTES = 3_000_000
+
+
+@pytest.fixture(scope="module")
+def default_entry():
+    entries = {e["name"]: e for e in read_manifest()}
+    assert "default" in entries, f"no default model listed in {MODELS_DIR}/models.json"
+    return entries["default"]
+
+
+def test_models_command_lists_the_default(default_entry):
+    res = CliRunner().invoke(main, ["models", "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output.strip().splitlines()[-1])["models"]
+    default = next(m for m in listed if m["name"] == "default")
+    assert default["size_bytes"] <= MAX_BYTES
+    assert default["output_kind"] == "person-probability"
+    assert "portraits/val" in res.output and "default" in res.output.splitlines()[2]
+
+
+def test_default_is_int8_with_metadata_and_beats_the_baseline_on_paper(default_entry):
+    from mobile_seg.tflite_model import TFLiteModel
+    model = TFLiteModel(model_path("default"), num_threads=1)
+    census = model.op_census()
+    assert census.float_convs == 0 and census.int8 > 50
+    meta = model.metadata
+    assert meta["labels"] == ["background", "person"]
+    assert (meta["input"]["height"], meta["input"]["width"]) == model.input_size
+    for split in ("portraits/val", "coco_person/val"):
+        assert default_entry["person_iou"][split] >= default_entry["baseline_person_iou"][split]
+    assert default_entry["latency_ms"]["ratio"] <= 2.0
+
+
+def test_default_portraits_iou_reproduces_and_beats_mediapipe(shared_data, default_entry, tmp_path):
+    """Re-run `eval --tflite` on portraits val: the figure in models.json, and >= MediaPipe's."""
+    from mobile_seg.evaluate import evaluate
+    built = build(voc_subset(shared_data / "portraits", tmp_path / "voc", {"val": 44}), tmp_path / "built")
+    ours = evaluate(built, "val", tflite=model_path("default"), progress=False, num_threads=1).to_dict()
+    base = evaluate(built, "val", tflite=shared_data / "models/selfie_segmentation.tflite",
+                    progress=False, num_threads=1).to_dict()
+    iou = ours["per_class_iou"]["person"]
+    assert iou == pytest.approx(default_entry["person_iou"]["portraits/val"], abs=1e-3)
+    assert iou >= base["per_class_iou"]["person"]
+
+
+def test_demo_runs_with_the_shipped_model_by_default(shared_data, tmp_path):
+    out = tmp_path / "out.mp4"
+    res = CliRunner().invoke(main, ["demo", "--video", str(shared_data / "videos/asl_again.mkv"),
+                                    "--no-window", "--output", str(out), "--max-frames", "12", "--stats",
+                                    "--json"])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 0
+    stats = json.loads(res.output.strip().splitlines()[-1])
+    assert stats["model"].endswith("default.tflite")
+    assert stats["frames"] == 12
+
+
+def test_every_listed_model_loads():
+    models = shipped_models()
+    assert models and all(m.size_bytes <= MAX_BYTES for m in models)
+    assert all(np.all(np.array(m.input_size) > 0) for m in models)
