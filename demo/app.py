@@ -115,7 +115,8 @@ def resolve_model_path(model: str | None) -> Path:
     """--model, else the shipped default model; ModelFileError if there is neither."""
     from mobile_seg.models import model_path
     if model:
-        return Path(model)
+        named = model_path(model) if not Path(model).exists() else None
+        return named or Path(model)  # a shipped model's name (e.g. "landscape") or a file
     shipped = model_path()
     if shipped is not None:
         return shipped

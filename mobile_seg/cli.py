@@ -285,6 +285,8 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 @click.option("--log-every", type=int, default=None, help="Steps between log lines/TensorBoard points (default 20).")
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
               help="tf.distribute: one device, all local devices, or the TF_CONFIG cluster.")
+@click.option("--init-run", type=click.Path(), default=None, metavar="RUN_DIR",
+              help="Start from another run's newest checkpoint (same model): a second stage.")
 @click.option("--data-weights", default=None, metavar="W1,W2,...",
               help="Sampling weight of each --data (default: by size, like one concatenated set).")
 @click.option("--teacher", type=click.Path(), default=None, metavar="FILE.tflite",
@@ -302,7 +304,8 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
               decoder_output_stride, decoder_channels, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
               base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
-              data_weights, teacher, distill_weight, unlabeled, unlabeled_weight, seed, quiet, as_json):
+              init_run, data_weights, teacher, distill_weight, unlabeled, unlabeled_weight, seed, quiet,
+              as_json):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
@@ -319,7 +322,7 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
                   "checkpoint_every": checkpoint_every, "log_every": log_every, "strategy": strategy,
                   "data_weights": _parse_floats(data_weights), "teacher": _abs_path(teacher),
                   "distill_weight": distill_weight, "unlabeled": _abs_path(unlabeled),
-                  "unlabeled_weight": unlabeled_weight, "seed": seed}
+                  "unlabeled_weight": unlabeled_weight, "init_run": _abs_path(init_run), "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
     data = list(data)
     click.echo(f"model: {model_config.describe()}")
@@ -545,7 +548,8 @@ def models_cmd(as_json):
 @click.option("--video", type=click.Path(dir_okay=False), default=None, help="Video file to process.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Still image to process.")
 @click.option("--model", type=click.Path(), default=None,
-              help="Segmentation .tflite (default: the model shipped in the package).")
+              help="Segmentation .tflite, or the name of a shipped model (`mobile-seg models`; "
+                   "default: the shipped model \"default\").")
 @click.option("--effect", type=click.Choice(["blur", "bokeh", "replace", "colour", "mask"]),
               default="blur", show_default=True, help="Background effect.")
 @click.option("--background", type=click.Path(dir_okay=False), default=None,

@@ -215,6 +215,8 @@ class TrainConfig:
             model's and the teacher's person probability, mean over pixels).
         unlabeled: a folder of images or a video file without masks; its frames are mixed
             in with weight `unlabeled_weight` and learn from the teacher only (needs teacher).
+        init_run: start from the newest checkpoint of another run of the same model (a
+            second training stage, e.g. a fine-tune with another data mix), or None.
     """
 
     split: str = "train"
@@ -245,6 +247,7 @@ class TrainConfig:
     distill_weight: float = 1.0
     unlabeled: str | None = None
     unlabeled_weight: float = 0.25
+    init_run: str | None = None
 
     def __post_init__(self):
         for name in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every"):
@@ -282,7 +285,9 @@ class TrainConfig:
             raise ConfigError(f"unlabeled-weight must be in [0, 1), got {self.unlabeled_weight}")
         if self.unlabeled is not None and self.teacher is None:
             raise ConfigError("--unlabeled frames have no masks: they need --teacher to learn from")
-        for name in ("teacher", "unlabeled"):
+        if self.init_run is not None and self.init_weights is not None:
+            raise ConfigError("give --init-weights or --init-run, not both")
+        for name in ("teacher", "unlabeled", "init_run"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, str(getattr(self, name)))
 

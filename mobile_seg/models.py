@@ -111,21 +111,21 @@ def format_models(models: list[ShippedModel]) -> str:
 
 
 def manifest_entry(name: str, file: str, description: str, evals: list[dict], baseline_evals: list[dict],
-                   bench: dict, **extra) -> dict:
+                   bench: dict, baseline_file: str, **extra) -> dict:
     """A models.json entry from `eval --json` outputs (ours and the baseline's, same splits)
-    and one `bench --json` output whose first model is the baseline and second is ours."""
+    and one `bench --json` output that measured both `file` and `baseline_file`."""
     def ious(results):
         return {f"{Path(r['data']).name}/{r['split']}": round(float(r["per_class_iou"]["person"]), 4)
                 for r in results}
 
-    def median(model):
+    def median(fname):
+        model = next(m for m in bench["models"] if Path(m["path"]).name == fname)
         one = [r for r in model["results"] if r["threads"] == 1]
         return round(float(one[0]["latency"]["median_ms"]), 3) if one else None
 
-    base, ours = bench["models"][0], bench["models"][1]
-    latency = {"median_1_thread": median(ours), "baseline_median_1_thread": median(base)}
+    latency = {"median_1_thread": median(file), "baseline_median_1_thread": median(baseline_file)}
     if latency["median_1_thread"] and latency["baseline_median_1_thread"]:
         latency["ratio"] = round(latency["median_1_thread"] / latency["baseline_median_1_thread"], 3)
     return {"name": name, "file": file, "description": description, "person_iou": ious(evals),
-            "baseline": Path(base["path"]).name, "baseline_person_iou": ious(baseline_evals),
+            "baseline": baseline_file, "baseline_person_iou": ious(baseline_evals),
             "latency_ms": latency, "bench_environment": bench.get("environment", {}), **extra}

@@ -315,7 +315,8 @@ def qat_train_config(run_dir, steps: int, learning_rate: float, batch_size: int 
     `steps` steps of poly decay from `learning_rate`, no warm-up, no ImageNet init."""
     base = ckpt_io.read_train_config(run_dir) or TrainConfig()
     changes = dict(steps=int(steps), learning_rate=float(learning_rate), warmup_steps=0,
-                   init_weights=None, checkpoint_every=min(base.checkpoint_every, max(int(steps), 1)),
+                   init_weights=None, init_run=None,
+                   checkpoint_every=min(base.checkpoint_every, max(int(steps), 1)),
                    strategy="default")
     if batch_size is not None:
         changes["batch_size"] = int(batch_size)

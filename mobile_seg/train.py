@@ -239,6 +239,13 @@ def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: Tra
                 else model_config.backbone)
         raise ConfigError(f"--init-weights: no ImageNet weights exist for {what} (only mobilenetv2 "
                           f"alpha 1.0); leave it out to train from scratch")
+    if train_config.init_run is not None:
+        if ckpt_io.latest_checkpoint(train_config.init_run) is None:
+            raise ConfigError(f"{train_config.init_run}: --init-run has no checkpoint")
+        source = ckpt_io.read_run_config(train_config.init_run)
+        if source != model_config:
+            raise ConfigError(f"{train_config.init_run}: --init-run is another model "
+                              f"({'; '.join(source.diff(model_config))})")
     if train_config.teacher is not None and model_config.num_classes != 2:
         raise ConfigError(f"--teacher distils a person probability: it needs a 2-class model "
                           f"(background, person), not {model_config.num_classes} classes")
@@ -414,7 +421,10 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
         out.write(f"resuming {run_dir} from step {start} ({latest})")
     else:
         start = 0
-        if train_config.init_weights:
+        if train_config.init_run:
+            step = ckpt_io.restore_weights(model, ckpt_io.latest_checkpoint(train_config.init_run))
+            out.write(f"initialised from {train_config.init_run} (step {step})")
+        elif train_config.init_weights:
             from mobile_seg.model.weights import load_imagenet_weights
             assigned = load_imagenet_weights(model, model_config, train_config.init_weights)
             out.write(f"initialised {len(assigned)} backbone variables from {train_config.init_weights}")

@@ -25,25 +25,49 @@ DATA=(--data "$WORK/built/portraits" --data "$WORK/built/coco_person"
 
 kd=()
 [ -n "$TEACHER" ] && kd=(--teacher "$TEACHER" --unlabeled "$SHARED/selfies_unlabeled")
+# all four labelled sets (+ unlabeled selfies through the teacher), from ImageNet
 mobile-seg train --config "$CONFIG" "${DATA[@]}" "${kd[@]}" \
   --init-weights "$SHARED/weights/mobilenet_v2_1.0_224_imagenet.npz" --out "$WORK/train"
 mobile-seg qat --run "$WORK/train" "${DATA[@]}" --steps "$QAT_STEPS" --out "$WORK/qat"
-mobile-seg export --qat "$WORK/qat" --variant qat-int8 --output person-probability \
+mobile-seg export --qat "$WORK/qat" --variant qat-int8 --output logits \
   --data "$WORK/built/portraits" --out "$WORK/export"
 MODEL=$WORK/export/qat-int8.tflite
+# the same weights at 176x288 for landscape (16:9) frames
+mobile-seg export --qat "$WORK/qat" --variant qat-int8 --output logits --input-size 176x288 \
+  --out "$WORK/export_landscape" --no-report
 
+LANDSCAPE=$WORK/export_landscape/qat-int8.tflite
+BASELINE_LANDSCAPE=$SHARED/models/selfie_segmentation_landscape.tflite
+mkdir -p "$WORK/default" "$WORK/landscape"
 for d in portraits coco_person fashion_person selfies; do
-  mobile-seg eval --tflite "$MODEL" --data "$WORK/built/$d" --quiet --json > "$WORK/eval_$d.json"
-  mobile-seg eval --tflite "$BASELINE" --data "$WORK/built/$d" --quiet --json > "$WORK/baseline_$d.json"
+  mobile-seg eval --tflite "$MODEL" --data "$WORK/built/$d" --quiet --json > "$WORK/default/eval_$d.json"
+  mobile-seg eval --tflite "$BASELINE" --data "$WORK/built/$d" --quiet --json > "$WORK/default/baseline_$d.json"
 done
-mobile-seg bench "$BASELINE" "$MODEL" --threads 1 --runs 200 --json > "$WORK/bench.json"
+# landscape frames: the DAVIS parkour sequence (360x640) for both landscape models
+[ -f "$WORK/built/davis_parkour/descriptor.json" ] || \
+  mobile-seg data build "$SHARED/davis_parkour" --out "$WORK/built/davis_parkour"
+for m in "$MODEL:default/eval_square" "$LANDSCAPE:landscape/eval" "$BASELINE_LANDSCAPE:landscape/baseline"; do
+  mobile-seg eval --tflite "${m%%:*}" --data "$WORK/built/davis_parkour" --split all --quiet --json \
+    > "$WORK/${m##*:}_davis_parkour.json"
+done
+mv "$WORK/default/eval_square_davis_parkour.json" "$WORK/landscape/square_davis_parkour.json"
 echo "recipe wall time: $(( $(date +%s) - start )) s" | tee "$WORK/wall_time.txt"
 
 if [ "$INSTALL" = "--install" ]; then
-  mkdir -p mobile_seg/assets/models
-  cp "$MODEL" mobile_seg/assets/models/default.tflite.tmp
-  mv mobile_seg/assets/models/default.tflite.tmp mobile_seg/assets/models/default.tflite
-  python recipes/write_manifest.py "$WORK" default default.tflite \
-    "MobileNetV2 1.0 DeepLabV3+ (ASPP 1x1 + image pooling, 64-channel decoder at 1/4), 224x224, QAT int8, person probability" \
-    recipe=recipes/default_model.sh config=$CONFIG "recipe_wall_s=$(( $(date +%s) - start ))"
+  A=mobile_seg/assets/models
+  mkdir -p "$A"
+  cp "$MODEL" "$A/default.tflite.tmp" && mv "$A/default.tflite.tmp" "$A/default.tflite"
+  cp "$LANDSCAPE" "$A/landscape.tflite.tmp" && mv "$A/landscape.tflite.tmp" "$A/landscape.tflite"
+  # one bench run of all four: each model's ratio is to its MediaPipe counterpart
+  mobile-seg bench "$BASELINE" "$A/default.tflite" "$A/landscape.tflite" "$BASELINE_LANDSCAPE" \
+    --threads 1 --runs 200 --json > "$WORK/bench.txt"
+  for k in default landscape; do tail -n 1 "$WORK/bench.txt" > "$WORK/$k/bench.json"; done
+  python recipes/write_manifest.py "$WORK/default" default default.tflite selfie_segmentation.tflite \
+    "MobileNetV2 1.0 DeepLabV3+ (ASPP 1x1 + image pooling, 64-channel decoder at 1/4), 224x224, QAT int8, 2-class logits" \
+    recipe=recipes/default_model.sh config=$CONFIG
+  python recipes/write_manifest.py "$WORK/landscape" landscape landscape.tflite \
+    selfie_segmentation_landscape.tflite "The default model's weights at 176x288 for 16:9 frames" \
+    recipe=recipes/default_model.sh config=$CONFIG
+else
+  mobile-seg bench "$BASELINE" "$MODEL" --threads 1 --runs 200 --json > "$WORK/bench.txt"
 fi

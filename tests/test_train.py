@@ -203,6 +203,40 @@ def test_bad_data_and_run_dirs(four_portraits, tmp_path):
     assert code == 2 and lines == ["error: --class-weights has 3 values, the dataset has 2 classes"]
 
 
+def test_init_run_starts_a_second_stage_from_the_first(four_portraits, tmp_path):
+    from mobile_seg.checkpoint import load_run
+    from mobile_seg.train import train
+    cfg = ModelConfig(**TINY_MODEL)
+    first = train(four_portraits, tmp_path / "stage1", cfg, TrainConfig(steps=2, batch_size=2), progress=False)
+    stage1 = load_run(tmp_path / "stage1")[0].get_weights()
+    lines = []
+
+    class Capture:
+        def write(self, s):
+            lines.append(s)
+
+        def flush(self):
+            pass
+
+    # a learning rate of ~0: after its one step stage 2 still holds stage 1's weights
+    # (SGD with lr ~0 changes nothing; BN statistics move, so compare the conv kernels)
+    train(four_portraits, tmp_path / "stage2", cfg,
+          TrainConfig(steps=1, batch_size=2, learning_rate=1e-12, warmup_steps=0,
+                      init_run=str(tmp_path / "stage1"), weight_decay=0.0),
+          progress=True, stream=Capture())
+    assert any(f"initialised from {tmp_path / 'stage1'} (step {first.step})" in line for line in lines)
+    model2 = load_run(tmp_path / "stage2")[0]
+    kernel = next(i for i, w in enumerate(model2.weights) if "kernel" in w.name)
+    np.testing.assert_allclose(model2.get_weights()[kernel], stage1[kernel], atol=1e-6)
+
+    code, lines = _train_cli("--data", four_portraits, "--out", tmp_path / "r4", "--alpha", "0.35",
+                             "--crop-size", "96", "--init-run", tmp_path / "stage1")
+    assert code == 2 and len(lines) == 1
+    assert "--init-run is another model (input_size: 64,64 in the run, 96,96 asked)" in lines[0]
+    with pytest.raises(ConfigError, match="not both"):
+        TrainConfig(init_run="a", init_weights="b")
+
+
 @pytest.mark.slow  # ~40 s; the Xception graph is covered fast by test_model, the loop by the MNv2 tests
 def test_xception65_trains_and_evaluates(four_portraits, tmp_path):
     """The aligned Xception-65 goes through the same train -> checkpoint -> eval path."""
