@@ -77,3 +77,23 @@ def test_every_listed_model_loads():
     models = shipped_models()
     assert models and all(m.size_bytes <= MAX_BYTES for m in models)
     assert all(np.all(np.array(m.input_size) > 0) for m in models)
+
+
+def test_manifest_entry_pairs_eval_and_bench_figures(tmp_path):
+    """recipes/write_manifest.py's core: person IoU per split, latency ratio from one bench run."""
+    import shutil
+    from mobile_seg.models import format_models, manifest_entry
+    ev = lambda data, iou: {"data": f"/x/built/{data}", "split": "val", "per_class_iou": {"person": iou}}  # noqa: E731
+    run = lambda path, ms: {"path": path, "results": [{"threads": 1, "latency": {"median_ms": ms}}]}  # noqa: E731
+    bench = {"models": [run("/s/mp.tflite", 2.0), run("/a/ours.tflite", 3.0)], "environment": {"cpu_count": 2}}
+    entry = manifest_entry("ours", "ours.tflite", "test model", [ev("portraits", 0.91234), ev("coco", 0.5)],
+                           [ev("portraits", 0.9), ev("coco", 0.4)], bench, "mp.tflite", recipe="r.sh")
+    assert entry["person_iou"] == {"portraits/val": 0.9123, "coco/val": 0.5}
+    assert entry["baseline_person_iou"]["coco/val"] == 0.4
+    assert entry["latency_ms"] == {"median_1_thread": 3.0, "baseline_median_1_thread": 2.0, "ratio": 1.5}
+    assert entry["recipe"] == "r.sh"
+    # a models dir of our own: the table shows ours and, in brackets, the baseline
+    shutil.copy(model_path("default"), tmp_path / "ours.tflite")
+    (tmp_path / "models.json").write_text(json.dumps({"models": [entry]}))
+    table = format_models(shipped_models(tmp_path))
+    assert "0.912 (0.900)" in table and "3.00 (2.00)" in table and "0.500 (0.400)" in table
