@@ -324,9 +324,8 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
                   "distill_weight": distill_weight, "unlabeled": _abs_path(unlabeled),
                   "unlabeled_weight": unlabeled_weight, "init_run": _abs_path(init_run), "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
-    data = list(data)
     click.echo(f"model: {model_config.describe()}")
-    result = train(data, run_dir, model_config, train_config, progress=not quiet)
+    result = train(list(data), run_dir, model_config, train_config, progress=not quiet)
     finish_training(result, "step", run_dir, as_json)
 
 

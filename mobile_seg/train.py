@@ -212,7 +212,6 @@ def data_dirs(data_dir) -> list[Path]:
 
 def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: TrainConfig) -> list[dict]:
     """Validate datasets, run directory and configs before any TF work; return the descriptors."""
-    from mobile_seg.data.pipeline import read_descriptor
     dirs = data_dirs(data_dir)
     if not dirs:
         raise ConfigError("no --data given")

@@ -21,16 +21,17 @@ from mobile_seg.data.palette import overlay
 from mobile_seg.data.pipeline import iterate_examples
 from mobile_seg.evaluate import load_predictor, predict_mask
 from mobile_seg.io_utils import atomic_path
+from mobile_seg.metrics import ConfusionMatrix
 from mobile_seg.vis import _save_jpeg, side_by_side
 
 MAX_SIDE = 320
 
 
 def person_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    valid = truth != 255
-    p, t = (pred == 1) & valid, (truth == 1) & valid
-    union = np.logical_or(p, t).sum()
-    return float(np.logical_and(p, t).sum() / union) if union else float("nan")
+    """Person IoU of one image (255 in `truth` ignored); NaN when neither has a person."""
+    cm = ConfusionMatrix(2)
+    cm.update(pred, truth)
+    return float(cm.per_class_iou()[1])
 
 
 def _small(rgb: np.ndarray) -> np.ndarray:
