@@ -129,6 +129,45 @@ def data_build(dataset, images, masks, num_classes, ignore_label, colour_map, bi
         echo_json({"out": str(result.out), "seconds": round(result.seconds, 2),
                    "descriptor": result.descriptor, "skipped": [asdict(p) for p in result.skipped]})
 
+@main.command("label")
+@click.argument("teacher", type=click.Path())
+@click.argument("source", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), metavar="DIR",
+              help="VOC-layout output folder for `data build`; rerun to resume.")
+@click.option("--flip", is_flag=True, help="Average the teacher over the image and its mirror image.")
+@click.option("--hard/--no-hard", default=True, show_default=True,
+              help="Write the teacher's hard masks for images without a mask of their own.")
+@click.option("--band", type=float, default=0.2, show_default=True,
+              help="Ignore band of those hard masks: pixels with |p - 0.5| < band/2 become 255.")
+@click.option("--boxes", type=click.Path(), default=None, metavar="JSON",
+              help='Person boxes {"id": [[x0,y0,x1,y1], ...]}: labels are 0 outside them.')
+@click.option("--box-margin", type=float, default=0.1, show_default=True,
+              help="Grow each box by this fraction of its size on every side.")
+@click.option("--every", type=int, default=5, show_default=True, help="Video: label every N-th frame.")
+@click.option("--max-side", type=int, default=640, show_default=True,
+              help="Video: downscale frames to this longer side.")
+@click.option("--threads", type=int, default=None, help="Teacher interpreter threads.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def label_cmd(teacher, source, out, flip, hard, band, boxes, box_margin, every, max_side, threads,
+              quiet, as_json):
+    """Soft person labels from a TEACHER .tflite for SOURCE (VOC folder, image folder or video).
+
+    Writes OUT/SegmentationSoft/<id>.png (person probability x 255) beside the images, the
+    source's masks (or the teacher's hard masks) and split files; `mobile-seg data build OUT`
+    stores the soft labels and `train` learns from them.
+    """
+    from mobile_seg.label import LabelConfig, label
+    config = LabelConfig(flip=flip, hard=hard, band=band, boxes=boxes, box_margin=box_margin,
+                         every=every, max_side=max_side, threads=threads)
+    result = label(teacher, source, out, config, progress=not quiet)
+    click.echo(f"labelled {result.labelled} image(s), {result.skipped} already done, "
+               f"{result.total} in all -> {result.out} in {result.seconds:.1f} s")
+    if as_json:
+        echo_json(result.to_dict())
+
+
 # === model / train / eval / vis (issue: DeepLabV3+) ===
 
 def _parse_size(value):
@@ -289,13 +328,9 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
               help="Start from another run's newest checkpoint (same model): a second stage.")
 @click.option("--data-weights", default=None, metavar="W1,W2,...",
               help="Sampling weight of each --data (default: by size, like one concatenated set).")
-@click.option("--teacher", type=click.Path(), default=None, metavar="FILE.tflite",
-              help="Distil from this person segmenter's soft probability (e.g. MediaPipe selfie).")
-@click.option("--distill-weight", type=float, default=None, help="Weight of the distillation loss (default 1).")
-@click.option("--unlabeled", type=click.Path(), default=None, metavar="DIR|VIDEO",
-              help="Images or a video without masks, learnt from the --teacher only.")
-@click.option("--unlabeled-weight", type=float, default=None,
-              help="Share of training examples drawn from --unlabeled (default 0.25).")
+@click.option("--distill-weight", type=float, default=None,
+              help="Weight of the soft-label loss on examples with a teacher's soft label "
+                   "(`mobile-seg label`, then `data build`; default 1).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
@@ -304,7 +339,7 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
               decoder_output_stride, decoder_channels, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
               base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
-              init_run, data_weights, teacher, distill_weight, unlabeled, unlabeled_weight, seed, quiet,
+              init_run, data_weights, distill_weight, seed, quiet,
               as_json):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
@@ -320,9 +355,8 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
                   "init_weights": None if init_weights is None else str(Path(init_weights).resolve()),
                   "base_resize": base_resize, "min_scale": min_scale, "max_scale": max_scale, "jitter": jitter,
                   "checkpoint_every": checkpoint_every, "log_every": log_every, "strategy": strategy,
-                  "data_weights": _parse_floats(data_weights), "teacher": _abs_path(teacher),
-                  "distill_weight": distill_weight, "unlabeled": _abs_path(unlabeled),
-                  "unlabeled_weight": unlabeled_weight, "init_run": _abs_path(init_run), "seed": seed}
+                  "data_weights": _parse_floats(data_weights), "distill_weight": distill_weight,
+                  "init_run": _abs_path(init_run), "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
     click.echo(f"model: {model_config.describe()}")
     result = train(list(data), run_dir, model_config, train_config, progress=not quiet)
@@ -350,6 +384,41 @@ def eval_cmd(data, split, run_dir, tflite, resize, limit, threads, quiet, as_jso
     result = evaluate(data, split, run=run_dir, tflite=tflite, resize=resize, progress=not quiet,
                       limit=limit, num_threads=threads)
     click.echo(result.format())
+    if as_json:
+        echo_json(result.to_dict())
+
+
+@main.command("compare")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--data", "data", multiple=True, metavar="BUILT[:SPLIT]",
+              help="Built dataset and split (default val); repeat for several.")
+@click.option("--video", "video", multiple=True, metavar="BUILT[:SPLIT]",
+              help="A frame-ordered split (ids <sequence>_<frame>): also scored for flicker.")
+@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True,
+              help="How images reach the model input.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads (eval and bench).")
+@click.option("--runs", type=int, default=100, show_default=True, help="Timed bench rounds.")
+@click.option("--no-bench", is_flag=True, help="Skip the latency run.")
+@click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
+@click.option("--csv", "csv_path", type=click.Path(), default=None, help="Per-image rows to this CSV file.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def compare_cmd(models, data, video, resize, threads, runs, no_bench, limit, csv_path, quiet, as_json):
+    """Every MODEL (.tflite file or shipped model name; the first is the reference) on every split.
+
+    One table per split: dataset-level and mean per-image person IoU, the paired per-image
+    difference to the first model with a bootstrap 95 % CI, precision, recall, flicker on
+    --video splits; then latency from one interleaved bench run.
+    """
+    from mobile_seg.compare import compare, parse_split, write_csv
+    splits = [parse_split(d) for d in data] + [parse_split(v, video=True) for v in video]
+    result = compare(list(models), splits, resize=resize, threads=threads, runs=runs,
+                     bench=not no_bench, limit=limit, progress=not quiet)
+    click.echo(result.format())
+    if csv_path:
+        write_csv(result, csv_path)
+        click.echo(f"per-image rows: {csv_path}")
     if as_json:
         echo_json(result.to_dict())
 
@@ -383,7 +452,7 @@ def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_js
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="Trained float run (newest checkpoint).")
 @click.option("--data", required=True, multiple=True, type=click.Path(),
               help="Built dataset (its train split fine-tunes); repeat as in `train`, whose "
-                   "--data-weights, --teacher and --unlabeled the QAT run keeps.")
+                   "--data-weights and --distill-weight the QAT run keeps.")
 @click.option("--out", "qat_dir", required=True, type=click.Path(),
               help="QAT directory: checkpoints (weights) + config.json + qat.json. Rerun to resume.")
 @click.option("--steps", type=int, default=1000, show_default=True, help="QAT fine-tuning steps.")
@@ -551,12 +620,24 @@ def models_cmd(as_json):
                    "default: the shipped model \"default\").")
 @click.option("--effect", type=click.Choice(["blur", "bokeh", "replace", "colour", "mask"]),
               default="blur", show_default=True, help="Background effect.")
-@click.option("--background", type=click.Path(dir_okay=False), default=None,
-              help="Replacement background image (for --effect replace).")
+@click.option("--background", type=click.Path(dir_okay=False), multiple=True,
+              help="Replacement background for --effect replace: an image or a video (looped). "
+                   "Repeat it to offer several on the --serve page (the first is used).")
 @click.option("--blur-strength", type=float, default=15.0, show_default=True,
               help="Blur sigma in frame pixels (bokeh: disc radius 1.5x this).")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="Person probability cut: centre of the alpha ramp and of --subject's components.")
+@click.option("--subject", type=click.Choice(["all", "largest", "center"]), default="all", show_default=True,
+              help="Keep every person sharp, the largest one, or the one nearest the centre.")
+@click.option("--min-area", type=float, default=0.0, show_default=True,
+              help="Drop people (mask components) smaller than this fraction of the frame.")
 @click.option("--smoothing", type=float, default=0.6, show_default=True,
               help="Temporal smoothing in [0, 1); 0 = off.")
+@click.option("--motion", type=float, default=0.0, show_default=True,
+              help="Motion-adaptive smoothing: mask disagreement at which the new mask is taken "
+                   "whole, in (0, 1]; 0 = off.")
+@click.option("--delay", type=int, default=0, show_default=True,
+              help="Show each frame N frames late, with the newest mask, so a trailing mask lines up.")
 @click.option("--refine", type=click.Choice(["guided", "none"]), default="guided", show_default=True,
               help="Edge refinement with the frame as guide.")
 @click.option("--every", type=int, default=1, show_default=True,
@@ -569,16 +650,25 @@ def models_cmd(as_json):
               help="Write the result: .mp4/.avi for camera/video, .png/.jpg for an image "
                    "(or for the last frame of a video).")
 @click.option("--side-by-side", is_flag=True, help="Show/write the input and the result next to each other.")
-@click.option("--no-window", is_flag=True, help="Headless: process and write --output only.")
+@click.option("--window/--no-window", default=None,
+              help="Show a window (default: yes, unless the result goes to an image --output, "
+                   "--serve or --virtual-camera).")
+@click.option("--serve", metavar="[HOST:]PORT", default=None,
+              help="Serve the result as MJPEG with a control page (localhost unless HOST is given).")
+@click.option("--virtual-camera", metavar="[DEVICE]", is_flag=False, flag_value="",  # no default: optional value
+              help="Send the result to a virtual webcam (pyvirtualcam; Linux: v4l2loopback device, "
+                   "default the first free one).")
+@click.option("--mirror", is_flag=True, help="Mirror the virtual camera's picture left-right.")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
 @click.option("--stats", "show_stats", is_flag=True, help="Print per-stage ms/frame and end-to-end FPS.")
 @click.option("--threads", type=int, default=None, help="Model interpreter threads (default: runtime's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line (last line).")
 @user_errors
-def demo_command(camera, video, image, model, effect, background, blur_strength, smoothing, refine,
-                 every, reuse, resize, output, side_by_side, no_window, max_frames, show_stats, threads,
-                 as_json):
-    """Blur (or replace) the background behind the person, live or on a file.
+def demo_command(camera, video, image, model, effect, background, blur_strength, threshold, subject,
+                 min_area, smoothing, motion, delay, refine, every, reuse, resize, output, side_by_side,
+                 window, serve, virtual_camera, mirror, max_frames, show_stats, threads, as_json):
+    """Blur (or replace) the background behind the person, live or on a file; to a window,
+    a file, a virtual camera or a browser.
 
     Window keys: e effect, s smoothing, r refinement, m mask view, l light wrap,
     o overlay, q/Esc quit.
@@ -587,12 +677,14 @@ def demo_command(camera, video, image, model, effect, background, blur_strength,
     from demo.pipeline import Settings
     from mobile_seg.errors import DeviceError
 
-    settings = Settings(effect=effect, strength=blur_strength, smoothing=smoothing, refine=refine,
+    settings = Settings(effect=effect, strength=blur_strength, threshold=threshold, subject=subject,
+                        min_area=min_area, smoothing=smoothing, motion=motion, delay=delay, refine=refine,
                         every=every, reuse=reuse, resize=resize)
     options = DemoOptions(camera=camera, video=video, image=image, model=model, output=output,
-                          background=background, window=not no_window, max_frames=max_frames,
-                          threads=threads, side_by_side=side_by_side, settings=settings)
-    result = run_demo(options)
+                          background=list(background), window=window, max_frames=max_frames,
+                          threads=threads, side_by_side=side_by_side, serve=serve,
+                          virtual_camera=virtual_camera, mirror=mirror, settings=settings)
+    result = run_demo(options, log=lambda line: click.echo(line))
     if not as_json:
         for line in format_result(result):
             click.echo(line)

@@ -167,6 +167,7 @@ class ModelConfig:
         if fmt != MODEL_CONFIG_FORMAT:
             raise ConfigError(f"unsupported model config format {fmt!r} (expected {MODEL_CONFIG_FORMAT})")
         known = {f.name for f in dataclasses.fields(cls)}
+        d = _drop_retired(d)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
@@ -209,12 +210,11 @@ class TrainConfig:
         jitter: random brightness, contrast and saturation (the input pipeline's jitter).
         data_weights: with several datasets, the probability of drawing each one's examples
             (normalised; None = in proportion to their sizes, i.e. one concatenated set).
-        teacher: a person-segmentation .tflite (e.g. MediaPipe selfie) whose soft person
-            probability the model is also trained towards (knowledge distillation), or None.
-        distill_weight: weight of the distillation loss (binary cross-entropy between the
-            model's and the teacher's person probability, mean over pixels).
-        unlabeled: a folder of images or a video file without masks; its frames are mixed
-            in with weight `unlabeled_weight` and learn from the teacher only (needs teacher).
+        distill_weight: weight of the soft-label loss: on examples whose built dataset holds
+            a teacher's soft person label (`mobile-seg label`, then `data build`), the binary
+            cross-entropy between the model's and the teacher's person probability minus the
+            teacher's entropy (0 at a perfect match), mean over pixels; cross-entropy on the
+            hard labels is added wherever they exist.
         init_run: start from the newest checkpoint of another run of the same model (a
             second training stage, e.g. a fine-tune with another data mix), or None.
     """
@@ -243,10 +243,7 @@ class TrainConfig:
     jitter: bool = True
     shuffle_buffer: int = 256
     data_weights: tuple[float, ...] | None = None
-    teacher: str | None = None
     distill_weight: float = 1.0
-    unlabeled: str | None = None
-    unlabeled_weight: float = 0.25
     init_run: str | None = None
 
     def __post_init__(self):
@@ -281,13 +278,9 @@ class TrainConfig:
             object.__setattr__(self, "data_weights", w)
         if self.distill_weight < 0:
             raise ConfigError(f"distill-weight must be >= 0, got {self.distill_weight}")
-        if not 0 <= self.unlabeled_weight < 1:
-            raise ConfigError(f"unlabeled-weight must be in [0, 1), got {self.unlabeled_weight}")
-        if self.unlabeled is not None and self.teacher is None:
-            raise ConfigError("--unlabeled frames have no masks: they need --teacher to learn from")
         if self.init_run is not None and self.init_weights is not None:
             raise ConfigError("give --init-weights or --init-run, not both")
-        for name in ("teacher", "unlabeled", "init_run"):
+        for name in ("init_run",):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, str(getattr(self, name)))
 
@@ -320,6 +313,19 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrainConfig":
         return cls.from_dict(_read_json(path))
+
+
+# The in-loop teacher (a .tflite run on every crop) gave way to labels precomputed by
+# `mobile-seg label`: one mechanism. Configs of older runs still load when they did not use it.
+RETIRED_TRAIN_FIELDS = ("teacher", "unlabeled", "unlabeled_weight")
+
+
+def _drop_retired(d: dict) -> dict:
+    used = [k for k in ("teacher", "unlabeled") if d.get(k) is not None]
+    if used:
+        raise ConfigError(f"train config uses --{used[0]}, which is gone: label the data with "
+                          f"`mobile-seg label TEACHER SOURCE --out DIR`, build it, and train on it")
+    return {k: v for k, v in d.items() if k not in RETIRED_TRAIN_FIELDS}
 
 
 def _fmt(v) -> str:

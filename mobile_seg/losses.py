@@ -1,4 +1,5 @@
-"""Softmax cross-entropy over pixels that ignores the ignore label (255)."""
+"""Training losses: softmax cross-entropy over pixels that ignores the ignore label (255),
+and the soft-label (distillation) loss towards a teacher's person probability."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -33,3 +34,25 @@ def pixel_cross_entropy(labels, logits, *, ignore_label: int = IGNORE_LABEL,
     per_image = tf.reduce_sum(ce * weights, axis=[1, 2])
     count = tf.reduce_sum(tf.cast(valid, tf.float32), axis=[1, 2])
     return tf.math.divide_no_nan(per_image, count)
+
+
+def soft_label_loss(target, weight, logits):
+    """Per-image distillation loss towards a teacher's soft person probability.
+
+    Binary cross-entropy between the student's softmax person probability (class 1 of
+    2-class logits) and the target, minus the target's own entropy (so 0 when the student
+    matches the teacher exactly), weighted per pixel and averaged over all pixels of the
+    image: an example without a soft label (weight 0) adds nothing.
+
+    Args:
+        target: float `[B, H, W]` teacher person probability in [0, 1].
+        weight: float `[B, H, W]` per-pixel weight (1 where the target holds, else 0).
+        logits: float `[B, H, W, 2]`.
+    """
+    logits = tf.cast(logits, tf.float32)
+    log_p = tf.nn.log_softmax(logits, axis=-1)
+    t = tf.clip_by_value(tf.cast(target, tf.float32), 0.0, 1.0)
+    bce = -(t * log_p[..., 1] + (1.0 - t) * log_p[..., 0])
+    eps = 1e-7
+    ent = -(t * tf.math.log(t + eps) + (1.0 - t) * tf.math.log(1.0 - t + eps))
+    return tf.reduce_mean(tf.cast(weight, tf.float32) * (bce - ent), axis=[1, 2])

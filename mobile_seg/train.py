@@ -219,16 +219,6 @@ def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: Tra
         raise ConfigError(f"--data-weights has {len(train_config.data_weights)} values for "
                           f"{len(dirs)} --data folders")
     descriptors = [_check_dataset(d, model_config, train_config) for d in dirs]
-    for name in ("teacher", "unlabeled"):
-        path = getattr(train_config, name)
-        if path is not None and not Path(path).exists():
-            raise ConfigError(f"{path}: --{name} not found")
-    if train_config.teacher is not None:  # a loadable segmenter, before anything is written
-        from mobile_seg.tflite_model import TFLiteModel
-        TFLiteModel(train_config.teacher, num_threads=1).check_segmentation_output()
-    if train_config.unlabeled is not None:
-        from mobile_seg.distill import list_unlabeled
-        list_unlabeled(train_config.unlabeled)
     if (tuple(model_config.input_mean) != (PIPELINE_MEAN_STD[0],) * 3
             or tuple(model_config.input_std) != (PIPELINE_MEAN_STD[1],) * 3):
         raise ConfigError("training needs input_mean = input_std = 127.5 (what the input pipeline "
@@ -245,8 +235,9 @@ def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: Tra
         if source != model_config:
             raise ConfigError(f"{train_config.init_run}: --init-run is another model "
                               f"({'; '.join(source.diff(model_config))})")
-    if train_config.teacher is not None and model_config.num_classes != 2:
-        raise ConfigError(f"--teacher distils a person probability: it needs a 2-class model "
+    soft = [str(d) for d, desc in zip(dirs, descriptors) if desc.get("soft_labels")]
+    if soft and model_config.num_classes != 2:
+        raise ConfigError(f"{soft[0]}: has soft person labels, which need a 2-class model "
                           f"(background, person), not {model_config.num_classes} classes")
     check_run_dir(run_dir, model_config)
     return descriptors
@@ -292,16 +283,18 @@ def check_run_dir(run_dir, model_config: ModelConfig) -> ModelConfig | None:
 # --- data --------------------------------------------------------------------------------------
 
 def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainConfig, seed: int):
-    """Global batches (images [-1, 1], int32 masks) of random crops at the model input size.
+    """Global batches (images [-1, 1], int32 masks, soft targets [0, 1], soft weights) of
+    random crops at the model input size.
 
-    base_resize "none" is the input pipeline's `train_dataset` as is (scales relative to
-    the original image). "stretch" first stretches every image (bilinear) and mask
+    base_resize "none" augments from the original resolution (the input pipeline's
+    `augment_example` as is). "stretch" first stretches every image (bilinear) and mask
     (nearest) to the crop size, then applies the same augmentation, so that scale 1.0
     shows the network exactly what eval and the runtime feed it.
 
-    Several datasets are mixed example by example with `data_weights` (default: by size).
-    With a teacher, batches are (images, masks, teacher person probability [B, H, W]),
-    and unlabeled frames (masks all 255) come in with probability `unlabeled_weight`.
+    Soft targets are a teacher's person probability stored by `data build` (from `mobile-seg
+    label`), augmented with the image; their weight is 0 where an example has none (and
+    in padding). Several datasets are mixed example by example with `data_weights`
+    (default: by size).
     """
     import tensorflow as tf
     from mobile_seg.data import pipeline
@@ -314,11 +307,6 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
         _, desc = pipeline.split_files(d, tc.split)
         sizes.append(float(desc["splits"][tc.split]["num_examples"]))
     weights = list(tc.data_weights) if tc.data_weights is not None else sizes
-    if tc.unlabeled is not None:
-        from mobile_seg.distill import unlabeled_stream
-        total = sum(weights)
-        weights = [w / total * (1.0 - tc.unlabeled_weight) for w in weights] + [tc.unlabeled_weight]
-        streams.append(unlabeled_stream(tc.unlabeled, crop, tc, seed + 104729))
     if len(streams) == 1:
         ds = streams[0]
     else:
@@ -326,43 +314,42 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
         ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / total for w in weights],
                                                   seed=seed, stop_on_empty_dataset=False)
     ds = ds.batch(tc.batch_size, drop_remainder=True)
-    if tc.teacher is not None:
-        from mobile_seg.distill import add_teacher_probability
-        ds = add_teacher_probability(ds, tc.teacher, mean_std=PIPELINE_MEAN_STD)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _example_stream(data_dir: Path, crop, tc: TrainConfig, seed: int):
-    """Endless, shuffled, augmented (image, mask) examples of one dataset's split."""
+    """Endless, shuffled, augmented (image, mask, soft target, soft weight) examples of one
+    dataset's split."""
     import tensorflow as tf
     from mobile_seg.data import pipeline
-    if tc.base_resize == "none":
-        return pipeline.train_dataset(data_dir, tc.split, crop, tc.batch_size, seed=seed,
-                                      min_scale=tc.min_scale, max_scale=tc.max_scale, flip=tc.flip,
-                                      jitter=tc.jitter, repeat=True, shuffle_buffer=tc.shuffle_buffer).unbatch()
     files, desc = pipeline.split_files(data_dir, tc.split)
     ignore = int(desc["ignore_label"])
-    ds = tf.data.TFRecordDataset(files)
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 4) if len(files) > 1 else None)
     if tc.shuffle_buffer > 1:
         ds = ds.shuffle(tc.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.repeat()
 
     def augment(index, serialized):
         ex = pipeline.decode_record(serialized)
-        return stretch_and_augment(ex["image"], ex["mask"], index, crop, tc, seed, ignore)
+        return stretch_and_augment(ex, index, crop, tc, seed, ignore)
 
     return ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def stretch_and_augment(image, mask, index, crop, tc: TrainConfig, seed: int, ignore: int):
-    """The "stretch" augmentation of one uint8 image and its mask (see make_train_dataset)."""
+def stretch_and_augment(ex: dict, index, crop, tc: TrainConfig, seed: int, ignore: int):
+    """Augment one decoded record (`pipeline.decode_record`), stretched to the crop size
+    first when `base_resize` is "stretch" (see make_train_dataset)."""
     import tensorflow as tf
     from mobile_seg.data import pipeline
-    image = tf.cast(tf.image.resize(image, crop, method="bilinear"), tf.uint8)
-    mask = tf.image.resize(mask[..., None], crop, method="nearest")[..., 0]
+    image, mask, soft = ex["image"], ex["mask"], ex["soft"]
+    if tc.base_resize == "stretch":
+        image = tf.cast(tf.image.resize(image, crop, method="bilinear"), tf.uint8)
+        soft = tf.cast(tf.round(tf.image.resize(soft[..., None], crop, method="bilinear")[..., 0]), tf.uint8)
+        mask = tf.image.resize(mask[..., None], crop, method="nearest")[..., 0]
     seeds = tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), index]), num=9)
     return pipeline.augment_example(image, mask, seeds, crop, ignore=ignore, min_scale=tc.min_scale,
-                                    max_scale=tc.max_scale, flip=tc.flip, jitter=tc.jitter)
+                                    max_scale=tc.max_scale, flip=tc.flip, jitter=tc.jitter,
+                                    soft=soft, has_soft=ex["has_soft"])
 
 
 # --- the loop ------------------------------------------------------------------------------------
@@ -393,7 +380,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
 
     import tensorflow as tf
     import tf_keras
-    from mobile_seg.losses import pixel_cross_entropy
+    from mobile_seg.losses import pixel_cross_entropy, soft_label_loss
     from mobile_seg.model import build_model
 
     strategy = strategy_early or make_strategy(train_config.strategy)
@@ -460,17 +447,16 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
                   if type(layer).__name__ == "Conv2D" and layer.trainable]
     wd = train_config.weight_decay
 
-    distill_weight = train_config.distill_weight if train_config.teacher else 0.0
+    distill_weight = train_config.distill_weight
 
-    def replica_step(images, masks, teacher_prob=None):
+    def replica_step(images, masks, soft_target=None, soft_weight=None):
         masks = tf.cast(masks, tf.int32)
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             per_image = pixel_cross_entropy(masks, logits, ignore_label=IGNORE_LABEL,
                                             class_weights=class_weights)
-            if teacher_prob is not None and distill_weight > 0:
-                from mobile_seg.distill import distill_loss
-                per_image = per_image + distill_weight * distill_loss(teacher_prob, logits)
+            if soft_target is not None and distill_weight > 0:
+                per_image = per_image + distill_weight * soft_label_loss(soft_target, soft_weight, logits)
             data_loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_batch)
             reg = wd * tf.add_n([tf.nn.l2_loss(v) for v in decay_vars]) if wd > 0 and decay_vars else 0.0
             loss = data_loss + reg / strategy.num_replicas_in_sync

@@ -166,11 +166,11 @@ def table_rows(result: BenchResult) -> list[list[str]]:
     return rows
 
 
-def format_table(result: BenchResult) -> str:
-    """A Markdown pipe table, padded so it also reads aligned in a terminal, then the notes."""
-    rows = [TABLE_HEADER] + table_rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER))]
-    numeric = set(range(4, len(TABLE_HEADER)))
+def pipe_table(header: list[str], body: list[list[str]], numeric: set[int]) -> str:
+    """A Markdown pipe table, padded so it also reads aligned in a terminal; the `numeric`
+    columns are right-aligned."""
+    rows = [header] + body
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
 
     def line(cells):
         return "| " + " | ".join(c.rjust(w) if i in numeric else c.ljust(w)
@@ -178,8 +178,13 @@ def format_table(result: BenchResult) -> str:
 
     sep = "|" + "|".join(("-" * (w + 1) + ":") if i in numeric else ("-" * (w + 2))
                          for i, w in enumerate(widths)) + "|"
-    lines = [line(rows[0]), sep] + [line(r) for r in rows[1:]]
-    return "\n".join(lines + [""] + result.notes)
+    return "\n".join([line(rows[0]), sep] + [line(r) for r in rows[1:]])
+
+
+def format_table(result: BenchResult) -> str:
+    """The bench table (`pipe_table`), then the notes."""
+    table = pipe_table(TABLE_HEADER, table_rows(result), set(range(4, len(TABLE_HEADER))))
+    return "\n".join([table, ""] + result.notes)
 
 
 def write_csv(result: BenchResult, path: str | os.PathLike) -> None:

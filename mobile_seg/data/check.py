@@ -64,6 +64,7 @@ class CheckReport:
     width_range: tuple[int, int] | None
     class_pixels: dict[int, int]
     problems: list[Problem] = field(default_factory=list)
+    soft_labels: int = 0                   # listed ids with a SegmentationSoft/<id>.png
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ class CheckReport:
             "checked": self.checked, "height_range": self.height_range,
             "width_range": self.width_range,
             "class_pixels": {str(k): v for k, v in sorted(self.class_pixels.items())},
+            "soft_labels": self.soft_labels,
             "problem_count": len(self.problems), "problem_kinds": dict(kinds),
             "problems": [asdict(p) for p in self.problems],
         }
@@ -131,7 +133,7 @@ def check_source(source: Source, options: MaskOptions, *, workers: int | None = 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(
-            lambda i: check_pair(i, source.images[i], source.masks[i], options), ids))
+            lambda i: check_pair(i, source.images[i], source.masks[i], options, source.soft.get(i)), ids))
     heights, widths, pixels = [], [], collections.Counter()
     for id_, size, counts, pair_problems in results:
         if size is not None:
@@ -149,7 +151,7 @@ def check_source(source: Source, options: MaskOptions, *, workers: int | None = 
         checked=len(ids),
         height_range=(min(heights), max(heights)) if heights else None,
         width_range=(min(widths), max(widths)) if widths else None,
-        class_pixels=dict(pixels), problems=problems)
+        class_pixels=dict(pixels), problems=problems, soft_labels=sum(i in source.soft for i in ids))
 
 
 def layout_problems(source: Source) -> list[Problem]:
@@ -186,8 +188,9 @@ def layout_problems(source: Source) -> list[Problem]:
     return problems
 
 
-def check_pair(id_: str, image_path: Path, mask_path: Path, options: MaskOptions):
-    """Decode one pair: (id, (h, w) or None, class pixel counts, problems)."""
+def check_pair(id_: str, image_path: Path, mask_path: Path, options: MaskOptions,
+               soft_path: Path | None = None):
+    """Decode one pair (and its soft label): (id, (h, w) or None, class pixel counts, problems)."""
     problems: list[Problem] = []
     size = None
     try:
@@ -204,7 +207,27 @@ def check_pair(id_: str, image_path: Path, mask_path: Path, options: MaskOptions
                                         f"{image_path.name} is {_hw(size)} (h×w)")
     except BadFile as e:
         problems.append(Problem(str(mask_path), e.kind, e.message, id_))
+    if soft_path is not None:
+        try:
+            check_soft(soft_path, size)
+        except BadFile as e:
+            problems.append(Problem(str(soft_path), e.kind, e.message, id_))
     return id_, size, counts, problems
+
+
+def check_soft(path: Path, size: tuple[int, int] | None) -> None:
+    """A soft label must be an 8-bit grey PNG of its image's size; raises BadFile if not."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode, (w, h) = im.mode, im.size
+    except (OSError, ValueError) as e:
+        raise BadFile("bad-soft-label", f"soft label does not decode ({e})") from None
+    if mode != "L":
+        raise BadFile("bad-soft-label", f"soft label is a {mode} image; expected 8-bit grey "
+                                        "(person probability x 255)")
+    if size is not None and (h, w) != size:
+        raise BadFile("size-mismatch", f"soft label is {_hw((h, w))} but its image is {_hw(size)} (h×w)")
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -301,6 +324,8 @@ def format_report(report: CheckReport, limit: int = 20) -> str:
             return report.class_names[v] if 0 <= v < len(report.class_names) else "?"
         lines.append("class pixels: " + ", ".join(
             f"{v} {name(v)} {100 * n / total:.1f}%" for v, n in sorted(report.class_pixels.items())))
+    if report.soft_labels:
+        lines.append(f"soft labels:  {report.soft_labels} of {report.checked} (SegmentationSoft/)")
     if report.ok:
         lines.append("problems:     none")
         return "\n".join(lines)

@@ -31,6 +31,7 @@ _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
     "image/filename": tf.io.FixedLenFeature([], tf.string, default_value=""),
     "mask/encoded": tf.io.FixedLenFeature([], tf.string),
+    "soft/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 
 
@@ -65,12 +66,17 @@ def split_files(built_dir: str | os.PathLike, split: str) -> tuple[list[str], di
 
 
 def decode_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """{"id": string, "image": uint8 [H, W, 3], "mask": uint8 [H, W]} of one record."""
+    """{"id": string, "image": uint8 [H, W, 3], "mask": uint8 [H, W], "soft": uint8 [H, W],
+    "has_soft": bool} of one record; "soft" is the teacher's person probability × 255
+    (zeros, with has_soft False, for a record without one)."""
     f = tf.io.parse_single_example(serialized, _FEATURES)
     image = tf.io.decode_image(f["image/encoded"], channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     mask = tf.io.decode_png(f["mask/encoded"], channels=1)[..., 0]
-    return {"id": f["image/filename"], "image": image, "mask": mask}
+    has_soft = tf.strings.length(f["soft/encoded"]) > 0
+    soft = tf.cond(has_soft, lambda: tf.io.decode_png(f["soft/encoded"], channels=1)[..., 0],
+                   lambda: tf.zeros_like(mask))
+    return {"id": f["image/filename"], "image": image, "mask": mask, "soft": soft, "has_soft": has_soft}
 
 
 def train_dataset(built_dir: str | os.PathLike, split: str, crop_size: int | tuple[int, int],
@@ -129,12 +135,18 @@ def iterate_examples(built_dir: str | os.PathLike, split: str) -> Iterator[tuple
 
 def augment_example(image: tf.Tensor, mask: tf.Tensor, seeds: tf.Tensor, crop: tuple[int, int], *,
                     ignore: int, min_scale: float = 0.5, max_scale: float = 2.0,
-                    flip: bool = True, jitter: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+                    flip: bool = True, jitter: bool = False, soft: tf.Tensor | None = None,
+                    has_soft: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
     """One training pair: uint8 image [H,W,3] + mask [H,W] → float32 [-1,1] crop + int32 crop.
 
     `seeds` is int [9, 2] (from stateless_split); each random decision uses its own row.
+    With `soft` (uint8 [H,W] person probability × 255) it goes through the same geometry as
+    the image (bilinear) and two more tensors come back: the soft target float32 [h,w] in
+    [0, 1] and its weight float32 [h,w] (1 inside the image when `has_soft`, else 0).
     """
     ch, cw = crop
+    if soft is not None:  # the soft label rides along as a 4th image channel
+        image = tf.concat([tf.cast(image, tf.uint8), tf.cast(soft, tf.uint8)[..., None]], axis=-1)
     # random scale
     scale = tf.random.stateless_uniform([], seeds[0], min_scale, max_scale)
     hw = tf.cast(tf.shape(image)[:2], tf.float32)
@@ -146,17 +158,29 @@ def augment_example(image: tf.Tensor, mask: tf.Tensor, seeds: tf.Tensor, crop: t
     y = _randint(seeds[3], new_hw[0] + pad_h - ch)
     x = _randint(seeds[4], new_hw[1] + pad_w - cw)
     image, mask, inside = resize_crop(image, mask, new_hw, (y - top, x - left), crop, ignore=ignore)
+    target = weight = None
+    if soft is not None:
+        target = image[..., 3] / 255.0
+        weight = tf.cast(inside, tf.float32) * tf.cast(has_soft if has_soft is not None else True, tf.float32)
+        image = image[..., :3]
     if jitter:  # on the crop (cheap), then the padding is put back to the mean
         image = tf.where(inside[..., None], photometric_jitter(image, seeds[6:9]), MEAN)
     if flip:
         coin = tf.random.stateless_uniform([], seeds[5]) < 0.5
         image = tf.where(coin, tf.reverse(image, [1]), image)
         mask = tf.where(coin, tf.reverse(mask, [1]), mask)
+        if soft is not None:
+            target = tf.where(coin, tf.reverse(target, [1]), target)
+            weight = tf.where(coin, tf.reverse(weight, [1]), weight)
     image = (image - MEAN) / MEAN
     image.set_shape([ch, cw, 3])
     mask = tf.cast(mask, tf.int32)
     mask.set_shape([ch, cw])
-    return image, mask
+    if soft is None:
+        return image, mask
+    target.set_shape([ch, cw])
+    weight.set_shape([ch, cw])
+    return image, mask, target, weight
 
 
 def resize_crop(image: tf.Tensor, mask: tf.Tensor, new_hw: tf.Tensor, start: tuple, crop: tuple[int, int],

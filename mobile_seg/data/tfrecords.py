@@ -3,7 +3,8 @@
 Each record holds the image's original bytes (JPEG/PNG as on disk; other formats or colour
 modes are re-encoded losslessly as RGB PNG) and the mask as a single-channel PNG of raw
 class indices, after --colour-map / --binary conversion. Palette PNG masks are always
-re-encoded: TensorFlow's PNG decoder expands palettes to colours.
+re-encoded: TensorFlow's PNG decoder expands palettes to colours. A soft person label
+(`SegmentationSoft/<id>.png`, written by `mobile-seg label`) is stored as `soft/encoded`.
 
 The whole output is written in a temp folder beside `out` and renamed at the end: an
 interrupted build leaves no folder a reader would take as complete.
@@ -107,12 +108,15 @@ def make_descriptor(source: Source, options: MaskOptions, colour_map, splits: di
         "binary": options.binary,
         "colour_map": None if colour_map is None else str(colour_map),
         "splits": splits,
+        "soft_labels": report.soft_labels,
         "skipped": sorted(report.bad_ids),
     }
 
 
-def encode_example(id_: str, image_path: Path, mask_path: Path, options: MaskOptions) -> bytes:
-    """One serialized tf.train.Example: original image bytes + PNG of the class indices."""
+def encode_example(id_: str, image_path: Path, mask_path: Path, options: MaskOptions,
+                   soft_path: Path | None = None) -> bytes:
+    """One serialized tf.train.Example: original image bytes + PNG of the class indices
+    (+ the soft person label's PNG bytes as they are on disk, when there is one)."""
     data = image_path.read_bytes()
     with Image.open(io.BytesIO(data)) as im:
         fmt, (width, height) = im.format, im.size
@@ -121,7 +125,7 @@ def encode_example(id_: str, image_path: Path, mask_path: Path, options: MaskOpt
     mask = read_mask(mask_path, options)
     if mask.shape != (height, width):  # check_source rejects these; guard against misuse
         raise DatasetError(f"mask size {mask.shape} differs from image {(height, width)}", mask_path)
-    return tf.train.Example(features=tf.train.Features(feature={
+    feature = {
         "image/encoded": _bytes(data),
         "image/format": _bytes(fmt.lower().encode()),
         "image/filename": _bytes(id_.encode()),
@@ -129,7 +133,10 @@ def encode_example(id_: str, image_path: Path, mask_path: Path, options: MaskOpt
         "image/width": _int(width),
         "mask/encoded": _bytes(encode_png(mask.astype(np.uint8))),
         "mask/format": _bytes(b"png"),
-    })).SerializeToString()
+    }
+    if soft_path is not None:
+        feature["soft/encoded"] = _bytes(soft_path.read_bytes())  # checked: 8-bit grey, image size
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -148,7 +155,8 @@ def _write_split(folder: Path, split: str, ids: list[str], source: Source, optio
     names = [f"{split}-{k:05d}-of-{n:05d}.tfrecord" for k in range(n)]
     writers = [tf.io.TFRecordWriter(str(folder / name)) for name in names]
     try:
-        records = _ordered_map(pool, lambda i: encode_example(i, source.images[i], source.masks[i], options), ids)
+        records = _ordered_map(pool, lambda i: encode_example(i, source.images[i], source.masks[i], options,
+                                                   source.soft.get(i)), ids)
         for k, record in enumerate(records):
             writers[k % n].write(record)  # round robin: every shard spans the whole list
     finally:

@@ -5,6 +5,8 @@ VOC layout (what DeepLab's build_voc2012_data.py consumed)::
     DATASET/JPEGImages/<id>.jpg
     DATASET/SegmentationClass/<id>.png
     DATASET/ImageSets/Segmentation/<split>.txt   one id a line
+    DATASET/SegmentationSoft/<id>.png            optional: a teacher's person probability
+                                                 (8-bit grey, p x 255; `mobile-seg label`)
 
 With `images=` and `masks=` the pairs are matched by file stem; split files are taken from
 DATASET/ImageSets/Segmentation when a DATASET is given too, otherwise every image with a
@@ -22,6 +24,7 @@ from mobile_seg.errors import DatasetError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")  # preference order when stems collide
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")  # .jpg is flagged by check
 SPLIT_DIR = Path("ImageSets") / "Segmentation"
+SOFT_DIR = "SegmentationSoft"
 ALL_SPLIT = "all"
 
 
@@ -38,6 +41,7 @@ class Source:
     splits: dict[str, list[str]]            # split name → ids, file order, as listed
     split_files: dict[str, Path] = field(default_factory=dict)  # empty when splits are implied
     split_dir: Path | None = None           # where split files belong (None: plain folders)
+    soft: dict[str, Path] = field(default_factory=dict)  # stem → soft label (SegmentationSoft/)
 
     @property
     def listed_ids(self) -> list[str]:
@@ -84,9 +88,11 @@ def discover(dataset: str | os.PathLike | None = None, images: str | os.PathLike
         splits = {ALL_SPLIT: sorted(found_images)}
         split_dir = None if images is not None else split_dir
     name = (root if root is not None else images_dir.parent).resolve().name
+    soft_dir = None if root is None else root / SOFT_DIR
+    soft = _by_stem(soft_dir, (".png",)) if soft_dir is not None and soft_dir.is_dir() else {}
     return Source(name=name, root=root, images_dir=images_dir, masks_dir=masks_dir,
                   images=found_images, masks=found_masks, splits=splits,
-                  split_files=split_files, split_dir=split_dir)
+                  split_files=split_files, split_dir=split_dir, soft=soft)
 
 
 def read_split_file(path: Path) -> list[str]:
