@@ -1,22 +1,20 @@
-"""The demo's frame loop: source → Pipeline → window and/or output file, with stats.
+"""The demo's frame loop: source → Pipeline → window and/or sinks, with stats.
 
 `run_demo(options)` is what `mobile-seg demo` calls. Window mode shows the live result
-with an FPS / model-latency overlay and keys (see KEYS); headless mode (`window=False`)
-only writes `--output`. Outputs are written to a temporary file beside the target and
-renamed at the end; a video is reopened and its frames counted before the rename, so a
-finished run leaves a playable file and a failed run leaves none. A camera that stops
+with an FPS / model-latency overlay and keys (see KEYS); the sinks (demo.sinks,
+demo.serve) write `--output`, feed a virtual camera, or serve an MJPEG stream with a
+control page whose changes are applied between frames. File outputs are written to a
+temporary file and renamed at the end, so a finished run leaves a playable file and a
+failed run leaves none. A camera that stops
 delivering frames ends the loop cleanly: the output is finalised and the result says so
 (`lost=True`), and the CLI then reports it as an error.
 """
 from __future__ import annotations
 
 import os
-import queue
 import re
 import signal
 import sys
-import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -28,13 +26,15 @@ import numpy as np
 
 from demo.capture import FrameSource, open_source
 from demo.pipeline import Pipeline, Settings
+from demo.sinks import (IMAGE_EXTENSIONS, VIDEO_FOURCC, VideoSink, VirtualCameraSink, count_video_frames,
+                        file_sink)
 from demo.stats import StageTimes
 from mobile_seg.errors import ConfigError, DeviceError, ModelFileError
-from mobile_seg.io_utils import write_bytes_atomic
+
+__all__ = ["DemoOptions", "DemoResult", "run_demo", "format_result", "count_video_frames"]
 
 WINDOW = "mobile-seg demo"
-VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+LIVE_IMAGE_FPS = 30.0  # a still image served or sent to a virtual camera repeats at this rate
 KEYS = {
     "e": "next effect (blur, bokeh, colour, replace)",
     "s": "temporal smoothing on/off",
@@ -48,19 +48,35 @@ KEYS = {
 
 @dataclass
 class DemoOptions:
-    """What `mobile-seg demo` was asked to do (one of camera / video / image)."""
+    """What `mobile-seg demo` was asked to do (one of camera / video / image).
+
+    `window` None means: a window unless the result already goes somewhere a person sees
+    or keeps it (an image written to --output, --serve, --virtual-camera).
+    `background` is one path or several (the served page switches between them).
+    `virtual_camera` is a device path, or "" for the first free device.
+    """
 
     camera: int | None = None
     video: str | None = None
     image: str | None = None
     model: str | None = None
     output: str | None = None
-    background: str | None = None
-    window: bool = True
+    background: str | list[str] | None = None
+    window: bool | None = None
     max_frames: int | None = None
     threads: int | None = None
     side_by_side: bool = False
+    serve: str | None = None
+    virtual_camera: str | None = None
+    mirror: bool = False
+    virtual_camera_backend: str | None = None  # a pyvirtualcam backend name (tests)
     settings: Settings = field(default_factory=Settings)
+
+    def wants_window(self) -> bool:
+        if self.window is not None:
+            return self.window
+        return not (self.serve is not None or self.virtual_camera is not None
+                    or (self.image is not None and self.output is not None))
 
 
 @dataclass
@@ -77,6 +93,8 @@ class DemoResult:
     stats: dict
     settings: dict
     source_dropped: int = 0
+    served: str | None = None  # the --serve URL
+    virtual_camera: str | None = None  # the device frames went to
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,128 +175,6 @@ def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.hstack([before, after])
 
 
-def count_video_frames(path: str | os.PathLike) -> int:
-    """Frames decodable from a video file (0 if it cannot be opened)."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        return 0
-    n = 0
-    while cap.grab():
-        n += 1
-    cap.release()
-    return n
-
-
-class VideoSink:
-    """Writes frames to a temp video beside `path` from a background thread (encoding
-    overlaps the next frame's work); `finish()` verifies the file and renames it."""
-
-    def __init__(self, path: str | os.PathLike, fps: float, queue_size: int = 8):
-        self.path = Path(path)
-        self.fps = fps
-        self.fourcc = VIDEO_FOURCC[self.path.suffix.lower()]
-        self.frames = 0
-        self.encode_ms = 0.0  # time spent in VideoWriter.write (writer thread)
-        self._writer = None
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Keep the real extension last: OpenCV picks the container from it.
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".partial{self.path.suffix}",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it a normal file's mode
-
-    def write(self, frame: np.ndarray) -> None:
-        """Queue one BGR frame (the array must not be modified afterwards)."""
-        if self._error is not None:
-            raise DeviceError(f"writing the video failed: {self._error}", self.path)
-        if self._writer is None:
-            h, w = frame.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc),
-                                           self.fps, (w, h))
-            if not self._writer.isOpened():
-                self.abort()
-                raise DeviceError(f"cannot write {self.fourcc} video here", self.path)
-            self._thread = threading.Thread(target=self._run, name="video-writer", daemon=True)
-            self._thread.start()
-        self._queue.put(frame)
-        self.frames += 1
-
-    def _run(self) -> None:
-        while (frame := self._queue.get()) is not None:
-            if self._error is not None:
-                continue  # drain after a failure
-            t0 = time.perf_counter()
-            try:
-                self._writer.write(frame)
-            except Exception as e:  # surfaced by the next write() or finish()
-                self._error = e
-            self.encode_ms += (time.perf_counter() - t0) * 1000.0
-
-    def _close_writer(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-
-    def finish(self) -> int | None:
-        """Close, reopen and count frames, rename into place; None if nothing was written."""
-        self._close_writer()
-        if self._error is not None:
-            self.abort()
-            raise DeviceError(f"writing the video failed: {self._error}", self.path)
-        if self.frames == 0:
-            self.abort()
-            return None
-        readable = count_video_frames(self.tmp)
-        if readable == 0:
-            self.abort()
-            raise DeviceError(f"the written video is not playable ({self.frames} frames written, "
-                              f"none read back)", self.path)
-        os.replace(self.tmp, self.path)
-        return readable
-
-    def abort(self) -> None:
-        self._close_writer()
-        self.tmp.unlink(missing_ok=True)
-
-
-class ImageSink:
-    """Keeps the latest frame; `finish()` encodes it and writes it atomically."""
-
-    def __init__(self, path: str | os.PathLike, quality: int = 92):
-        self.path = Path(path)
-        self.quality = quality
-        self.frames = 0
-        self._last: np.ndarray | None = None
-
-    def write(self, frame: np.ndarray) -> None:
-        self._last = frame
-        self.frames += 1
-
-    def finish(self) -> int | None:
-        if self._last is None:
-            return None
-        ext = self.path.suffix.lower()
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality] if ext in (".jpg", ".jpeg") else []
-        ok, data = cv2.imencode(ext, self._last, params)
-        if not ok:
-            raise DeviceError("cannot encode the output image", self.path)
-        write_bytes_atomic(self.path, data.tobytes())
-        return 1
-
-    def abort(self) -> None:
-        self._last = None
-
-
 # --- window -------------------------------------------------------------------------------
 def check_display() -> None:
     """Raise DeviceError when no window can be opened: OpenCV's Qt backend would abort the
@@ -356,71 +252,113 @@ class _Stop:
             signal.signal(sig, handler)
 
 
-def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] | None = None) -> DemoResult:
-    """Run the demo; see the module docstring. Raises MobileSegError for user mistakes."""
+def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] | None = None,
+             log: Callable[[str], None] | None = None) -> DemoResult:
+    """Run the demo; see the module docstring. Raises MobileSegError for user mistakes.
+
+    `log` receives the lines a user needs while it runs (the served URL, the virtual
+    camera in use).
+    """
     o = options
+    log = log or (lambda line: None)
     kinds = [k for k, v in (("camera", o.camera), ("video", o.video), ("image", o.image)) if v is not None]
     if len(kinds) != 1:
         raise ConfigError("choose one input: --camera INDEX, --video FILE or --image FILE")
     input_kind = kinds[0]
     check_output_path(o.output, input_kind)
-    if not o.window and o.output is None:
-        raise ConfigError("--no-window needs --output FILE (otherwise nothing would be shown or written)")
+    window = o.wants_window()
+    live = window or o.serve is not None or o.virtual_camera is not None
+    if not live and o.output is None:
+        raise ConfigError("--no-window needs --output FILE, --serve or --virtual-camera "
+                          "(otherwise nothing would be shown or written)")
     if o.max_frames is not None and o.max_frames < 1:
         raise ConfigError(f"--max-frames must be >= 1, got {o.max_frames}")
-    if o.window:
+    address = None
+    if o.serve is not None:
+        from demo.serve import parse_address
+        address = parse_address(o.serve)
+    if window:
         check_display()
     tune_allocator()
     model_path = resolve_model_path(o.model)
     model = load_model(model_path, o.threads)
-    background = None
-    if o.background is not None:
+    backgrounds = []
+    if o.background:
         from demo.effects import load_background
-        background = load_background(o.background)
-    pipeline = Pipeline(model, o.settings, background)
+        paths = [o.background] if isinstance(o.background, (str, os.PathLike)) else list(o.background)
+        backgrounds = [load_background(p) for p in paths]
+    pipeline = Pipeline(model, o.settings, backgrounds)
 
-    repeat = None if o.window else 1
-    source = open_source(camera=o.camera, video=o.video, image=o.image, image_repeat=repeat,
+    # A still image repeats while someone watches (window, stream, virtual camera).
+    source = open_source(camera=o.camera, video=o.video, image=o.image, image_repeat=None if live else 1,
                          capture_factory=capture_factory)
-    sink = None
+    fps = source.fps or LIVE_IMAGE_FPS
+    sinks: list = []
     times = StageTimes()
     end_reason = "stopped"
+    served = vcam = None
+    controls = None
     try:
         if o.output is not None:
-            is_image = Path(o.output).suffix.lower() in IMAGE_EXTENSIONS
-            sink = ImageSink(o.output) if is_image else VideoSink(o.output, source.fps)
-        end_reason = _loop(source, pipeline, sink, times, o)
-        output_frames = sink.finish() if sink is not None else None
+            sinks.append(file_sink(o.output, source.fps))
+        if o.virtual_camera is not None:
+            h, w = source.size
+            cam = VirtualCameraSink((h, 2 * w if o.side_by_side else w), fps, o.virtual_camera or None,
+                                    o.mirror, o.virtual_camera_backend)
+            sinks.append(cam)
+            vcam = cam.device
+            log(f"virtual camera: {cam.description}")
+        if address is not None:
+            from demo.serve import Controls, MjpegServer
+            controls = Controls()
+            controls.state = pipeline.state()
+            server = MjpegServer(address, controls)
+            sinks.append(server)
+            served = server.url
+            log(f"serving {server.url} (stream: {server.url}stream.mjpg)")
+        # Live outputs of a file or an image play at the source's rate, not as fast as possible.
+        period = 1.0 / fps if live and source.kind != "camera" else 0.0
+        end_reason = _loop(source, pipeline, sinks, times, o, window, period, controls)
+        output_frames = sinks[0].finish() if o.output is not None else None
+        for sink in sinks[1:] if o.output is not None else sinks:
+            sink.finish()
     except BaseException:
-        if sink is not None:
+        for sink in sinks:
             sink.abort()
         raise
     finally:
         source.close()
-        if o.window:
+        pipeline.close()
+        if window:
             cv2.destroyAllWindows()
             cv2.waitKey(1)
     # Work done by the reader and writer threads, per frame (it overlaps the main loop).
     if source.read_ms_total and source.frames_read:
         times.add("capture", source.read_ms_total * times.frames / source.frames_read, count=0)
-    if isinstance(sink, VideoSink) and sink.frames:
-        times.add("encode", sink.encode_ms * times.frames / sink.frames, count=0)
+    video_sinks = [s for s in sinks if isinstance(s, VideoSink) and s.frames]
+    if video_sinks:
+        times.add("encode", video_sinks[0].encode_ms * times.frames / video_sinks[0].frames, count=0)
     h, w = source.size
     return DemoResult(
         input=source.name, input_kind=input_kind, frame_size=(h, w), model=str(model_path),
         frames=times.frames, end_reason=end_reason, lost=source.lost,
         output=str(o.output) if o.output is not None and output_frames else None,
         output_frames=output_frames, stats=times.summary(), settings=asdict(pipeline.settings),
-        source_dropped=source.dropped)
+        source_dropped=source.dropped, served=served, virtual_camera=vcam)
 
 
-def _loop(source: FrameSource, pipeline: Pipeline, sink, times: StageTimes, o: DemoOptions) -> str:
-    """Process frames until the source ends, --max-frames, a quit key or a signal."""
+def _loop(source: FrameSource, pipeline: Pipeline, sinks: list, times: StageTimes, o: DemoOptions,
+          window: bool, period: float, controls=None) -> str:
+    """Process frames until the source ends, --max-frames, a quit key or a signal.
+
+    `period` > 0 paces the loop (seconds per frame); `controls` brings the served page's
+    setting changes in between frames.
+    """
     state = {"overlay": True, "message": "", "message_until": 0.0}
     intervals: deque[float] = deque(maxlen=30)
     last_shown = None
-    frame_period = 1.0 / source.fps if (o.window and source.kind == "video" and source.fps) else 0.0
-    if o.window:
+    next_due = time.perf_counter()
+    if window:
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
         cv2.moveWindow(WINDOW, 0, 0)
     with _Stop() as stop:
@@ -430,17 +368,23 @@ def _loop(source: FrameSource, pipeline: Pipeline, sink, times: StageTimes, o: D
                 return "interrupted"
             if o.max_frames is not None and times.frames >= o.max_frames:
                 return f"--max-frames {o.max_frames} reached"
+            if controls is not None:
+                controls.apply_pending(pipeline.update)
+            if period and not window:  # (a window paces itself with waitKey)
+                next_due = max(next_due + period, time.perf_counter())
+                time.sleep(max(0.0, next_due - time.perf_counter()))
             t0 = time.perf_counter()
             frame = source.read()
             times.add("wait", (time.perf_counter() - t0) * 1000.0)
             if frame is None:
                 return source.end_reason or "end of input"
             result = pipeline.process(frame.image, times)
-            rendered = side_by_side(frame.image, result.output) if o.side_by_side else result.output
-            if sink is not None:
+            rendered = side_by_side(result.frame, result.output) if o.side_by_side else result.output
+            if sinks:
                 with times.stage("output"):
-                    sink.write(rendered)
-            if o.window:
+                    for sink in sinks:
+                        sink.write(rendered)
+            if window:
                 with times.stage("display"):
                     now = time.perf_counter()
                     if last_shown is not None:
@@ -451,8 +395,8 @@ def _loop(source: FrameSource, pipeline: Pipeline, sink, times: StageTimes, o: D
                         shown = draw_overlay(shown, _overlay_lines(pipeline, fps, state, now))
                     cv2.imshow(WINDOW, shown)
                     delay = 1
-                    if frame_period and last_shown is not None:  # play videos at their own rate
-                        delay = max(1, int((frame_period - (time.perf_counter() - last_shown)) * 1000))
+                    if period and last_shown is not None:  # play videos at their own rate
+                        delay = max(1, int((period - (time.perf_counter() - last_shown)) * 1000))
                     last_shown = now
                     key = cv2.waitKey(delay)
                     message = handle_key(key, pipeline, state)
@@ -461,6 +405,8 @@ def _loop(source: FrameSource, pipeline: Pipeline, sink, times: StageTimes, o: D
                         return "quit key"
                     if message:
                         state["message"], state["message_until"] = message, now + 2.0
+                    if controls is not None:
+                        controls.state = pipeline.state()
                     if cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
                         times.frame_done(result.inferred)
                         return "window closed"
@@ -488,6 +434,10 @@ def format_result(result: DemoResult) -> list[str]:
         lines.append(f"wrote {result.output}: reopened, {result.output_frames} frames read back")
     elif result.output:
         lines.append(f"wrote {result.output}")
+    if result.served:
+        lines.append(f"served {result.served} (stream stopped)")
+    if result.virtual_camera:
+        lines.append(f"virtual camera {result.virtual_camera}: {result.frames} frames sent")
     if result.source_dropped:
         lines.append(f"dropped {result.source_dropped} stale camera frames")
     return lines

@@ -6,14 +6,17 @@ look from a quarter-size image costs ~0.5 ms.
 
 Effects: ``blur`` (Gaussian), ``bokeh`` (disc blur in a highlight-boosting gamma, so
 bright spots bloom into discs like a lens' out-of-focus highlights), ``replace`` (an
-image), ``colour`` (colour pop: greyscale background), ``mask`` (the alpha shown as a
+image or a looped video), ``colour`` (colour pop: greyscale background), ``mask`` (the alpha shown as a
 tint over the frame). `composite` blends frame over background with a float alpha;
 `light_wrap` lets the background light bleed a little onto the person's edge.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass, field
+import queue
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -140,15 +143,113 @@ def cover_resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(scaled[y:y + h, x:x + w])
 
 
-def load_background(path: str | os.PathLike) -> np.ndarray:
-    """Read a replacement background (BGR uint8); ConfigError if unreadable."""
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".gif")
+
+
+class StillBackground:
+    """A replacement image; `frame(hw)` is it scaled to cover (h, w) (cached)."""
+
+    def __init__(self, image: np.ndarray, name: str = "image"):
+        self.image = image
+        self.name = name
+        self._fitted: dict = {}
+
+    def frame(self, hw: tuple[int, int]) -> np.ndarray:
+        if hw not in self._fitted:
+            self._fitted = {hw: cover_resize(self.image, hw)}
+        return self._fitted[hw]
+
+    def close(self) -> None:
+        pass
+
+
+class VideoBackground:
+    """A replacement video, looped: each `frame(hw)` call gives its next frame scaled to
+    cover (h, w). A reader thread decodes and scales ahead (two frames), so the frame loop
+    does not wait for the decoder."""
+
+    def __init__(self, path: str | os.PathLike, cap: "cv2.VideoCapture", first: np.ndarray):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.frames_decoded = 1
+        self._cap = cap
+        self._first = first
+        self._hw: tuple[int, int] | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _next_raw(self) -> np.ndarray:
+        ok, image = self._cap.read()
+        if not ok or image is None:  # end of the clip: start again
+            self._cap.release()
+            self._cap = cv2.VideoCapture(str(self.path))
+            ok, image = self._cap.read()
+            if not ok or image is None:
+                return self._first
+        self.frames_decoded += 1
+        return image
+
+    def _reader(self, hw: tuple[int, int]) -> None:
+        while not self._stop.is_set():
+            fitted = cover_resize(self._next_raw(), hw)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(fitted, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def frame(self, hw: tuple[int, int]) -> np.ndarray:
+        if self._hw != hw:  # first call, or a new frame size: restart the reader for it
+            self.close()
+            self._hw, self._stop = hw, threading.Event()
+            self._queue = queue.Queue(maxsize=2)
+            self._queue.put(cover_resize(self._first, hw))
+            self._thread = threading.Thread(target=self._reader, args=(hw,), name="background-video",
+                                            daemon=True)
+            self._thread.start()
+        return self._queue.get()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._queue.get_nowait()
+            self._thread.join(timeout=1.0)
+            self._thread = None
+        self._hw = None
+
+
+Background = StillBackground | VideoBackground
+
+
+def load_background(path: str | os.PathLike) -> Background:
+    """A replacement background from an image or a video file (looped); ConfigError if it
+    is missing or neither."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("background image not found", path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ConfigError("cannot read background image", path)
-    return image
+        raise ConfigError("background not found", path)
+    if path.suffix.lower() not in VIDEO_EXTENSIONS:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is not None:
+            return StillBackground(image, path.name)
+    from demo.capture import quiet_opencv
+    with quiet_opencv():
+        cap = cv2.VideoCapture(str(path))
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok or first is None:
+        cap.release()
+        raise ConfigError("cannot read background (not an image or a video OpenCV can decode)", path)
+    return VideoBackground(path, cap, first)
+
+
+def as_background(background) -> Background | None:
+    """A Background from a Background, a BGR image array or None."""
+    if background is None or isinstance(background, (StillBackground, VideoBackground)):
+        return background
+    return StillBackground(np.asarray(background))
 
 
 def composite(frame: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -179,6 +280,14 @@ def mask_view(frame: np.ndarray, alpha: np.ndarray, tint: float = 0.55) -> np.nd
     return composite(tinted, dark, alpha)
 
 
+def check_effect(name: str, strength: float) -> None:
+    """ConfigError for an unknown effect or a negative strength."""
+    if name not in EFFECTS:
+        raise ConfigError(f"unknown effect {name!r}; expected one of {', '.join(EFFECTS)}")
+    if strength < 0:
+        raise ConfigError(f"--blur-strength must be >= 0, got {strength}")
+
+
 @dataclass
 class Effect:
     """One background effect with its settings; `apply(frame, alpha)` renders a frame.
@@ -186,23 +295,21 @@ class Effect:
     Args:
         name: one of EFFECTS.
         strength: blur sigma in frame pixels (blur), 1.5× disc radius (bokeh).
-        background: replacement image (BGR) for ``replace``.
+        background: replacement for ``replace``: a Background (image or looped video)
+            or a BGR image array.
         wrap: light-wrap amount (0 = off).
     """
 
     name: str = "blur"
     strength: float = DEFAULT_STRENGTH
-    background: np.ndarray | None = None
+    background: Background | np.ndarray | None = None
     wrap: float = 0.0
-    _fitted: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        if self.name not in EFFECTS:
-            raise ConfigError(f"unknown effect {self.name!r}; expected one of {', '.join(EFFECTS)}")
+        self.background = as_background(self.background)
+        check_effect(self.name, self.strength)
         if self.name == "replace" and self.background is None:
-            raise ConfigError("--effect replace needs --background IMAGE")
-        if self.strength < 0:
-            raise ConfigError(f"--blur-strength must be >= 0, got {self.strength}")
+            raise ConfigError("--effect replace needs --background IMAGE or VIDEO")
 
     def render_background(self, frame: np.ndarray, alpha: np.ndarray | None = None,
                           small: np.ndarray | None = None) -> np.ndarray:
@@ -218,11 +325,7 @@ class Effect:
         if self.name == "colour":
             return colour_pop_background(frame)
         if self.name == "replace":
-            hw = frame.shape[:2]
-            if hw not in self._fitted:
-                self._fitted.clear()
-                self._fitted[hw] = cover_resize(self.background, hw)
-            return self._fitted[hw]
+            return self.background.frame(frame.shape[:2])
         raise ConfigError(f"effect {self.name!r} has no background layer")
 
     def apply(self, frame: np.ndarray, alpha: np.ndarray, small: np.ndarray | None = None) -> np.ndarray:

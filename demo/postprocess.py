@@ -3,7 +3,8 @@
 - `TemporalSmoother`: an exponential moving average weighted by confidence. A pixel the
   model is sure about (p near 0 or 1) takes the new value at once, so a moving person
   leaves no ghost; an uncertain pixel (p near 0.5, i.e. the edges) keeps most of its
-  history, so edges stop flickering.
+  history, so edges stop flickering. Optionally motion-adaptive: where the new map
+  disagrees strongly with the smoothed one, the new value is taken at once.
 - `guided_filter` (He et al., "Guided Image Filtering", ECCV 2010) from OpenCV box
   filters, with the frame as guide: the mask edge snaps to the image edge.
   `fast_guided_alpha` runs it at a reduced working size and applies the upsampled linear
@@ -23,35 +24,50 @@ FEATHER_HIGH = 0.7
 
 
 class TemporalSmoother:
-    """Confidence-weighted EMA of probability maps.
+    """Confidence-weighted, motion-adaptive EMA of probability maps.
 
     new_state = w * p + (1 - w) * state, with w = 1 - smoothing * (1 - |2p - 1|): the
     weight on the new frame is 1 for a confident pixel and 1 - smoothing at p = 0.5.
+    With `motion` = D > 0 the weight rises further where the new map disagrees with the
+    state (d = |p - state|): w += (1 - w) * m, m ramping from 0 at d = D/4 to 1 at d = D.
+    Small disagreements (edge noise) stay smoothed; a large one (a moving arm) is taken
+    at once, so stronger smoothing does not make the mask trail the person.
 
     Args:
         smoothing: in [0, 1); 0 turns smoothing off.
         weighted: False gives a plain EMA (w = 1 - smoothing everywhere), for comparison:
             it lags behind moving people (ghosts).
+        motion: disagreement at which the new value is taken whole (0 = not adaptive).
     """
 
-    def __init__(self, smoothing: float = 0.6, weighted: bool = True):
+    def __init__(self, smoothing: float = 0.6, weighted: bool = True, motion: float = 0.0):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        if not 0.0 <= motion <= 1.0:
+            raise ValueError(f"motion must be in [0, 1], got {motion}")
         self.smoothing = float(smoothing)
         self.weighted = weighted
+        self.motion = float(motion)
         self.state: np.ndarray | None = None
 
     def reset(self) -> None:
         self.state = None
 
-    def weight(self, prob: np.ndarray) -> np.ndarray:
+    def weight(self, prob: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
         """Per-pixel weight on the new frame, in [1 - smoothing, 1]."""
         if not self.weighted:
-            return np.full(prob.shape, 1.0 - self.smoothing, np.float32)
-        # (cv2.add/subtract/absdiff with a Python scalar take a slow path in OpenCV 4.12,
-        # ~100x numpy's, so scalar arithmetic stays in numpy.)
-        confidence = np.abs(prob - np.float32(0.5))  # = |2p - 1| / 2
-        return confidence * np.float32(2.0 * self.smoothing) + np.float32(1.0 - self.smoothing)
+            w = np.full(prob.shape, 1.0 - self.smoothing, np.float32)
+        else:
+            # (cv2.add/subtract/absdiff with a Python scalar take a slow path in OpenCV 4.12,
+            # ~100x numpy's, so scalar arithmetic stays in numpy.)
+            confidence = np.abs(prob - np.float32(0.5))  # = |2p - 1| / 2
+            w = confidence * np.float32(2.0 * self.smoothing) + np.float32(1.0 - self.smoothing)
+        if self.motion > 0.0 and state is not None:
+            floor = 0.25 * self.motion
+            m = (cv2.absdiff(prob, state) - np.float32(floor)) * np.float32(1.0 / (self.motion - floor))
+            np.clip(m, 0.0, 1.0, out=m)
+            w += (np.float32(1.0) - w) * m
+        return w
 
     def __call__(self, prob: np.ndarray) -> np.ndarray:
         """The smoothed map (the smoother's state: do not modify it in place)."""
@@ -61,7 +77,8 @@ class TemporalSmoother:
         if self.state is None or self.state.shape != prob.shape:
             self.state = prob.copy()
             return self.state
-        self.state = cv2.add(self.state, cv2.multiply(self.weight(prob), cv2.subtract(prob, self.state)))
+        self.state = cv2.add(self.state, cv2.multiply(self.weight(prob, self.state),
+                                                      cv2.subtract(prob, self.state)))
         return self.state
 
 

@@ -234,7 +234,7 @@ def test_video_that_cannot_be_opened(tmp_path, model_path, shared_data):
     (["--no-window", "--output", "{tmp}/o.mp4", "--every", "0"], "--every must be >= 1"),
     (["--no-window", "--output", "{tmp}/o.mp4", "--max-frames", "0"], "--max-frames must be >= 1"),
     (["--no-window", "--output", "{tmp}/o.mp4", "--effect", "replace", "--background", "{tmp}/nope.jpg"],
-     "background image not found"),
+     "background not found"),
     (["--image", "x.jpg"], "choose one input"),
 ])
 def test_flag_errors(tmp_path, model_path, video, args, message):
