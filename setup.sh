@@ -5,15 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
-# System libraries: OpenCV's GUI needs libGL/GLib; the window-mode demo test runs under Xvfb.
+# System libraries: OpenCV's GUI needs libGL/GLib; the window-mode demo test runs under Xvfb;
+# the demo's served control page is tested in headless Chromium.
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   need=()
-  for p in libgl1 libglib2.0-0 xvfb x11-utils imagemagick; do
+  for p in libgl1 libglib2.0-0 xvfb x11-utils imagemagick chromium; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
   if [ ${#need[@]} -gt 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
-      || echo "setup: could not install ${need[*]} (the window-mode demo test will be skipped)" >&2
+      || echo "setup: could not install ${need[*]} (the window-mode and browser demo tests will be skipped)" >&2
   fi
 fi
 
