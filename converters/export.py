@@ -26,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -37,15 +38,15 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from mobile_seg import __version__
-from mobile_seg.errors import ConfigError, DatasetError, ModelFileError
+from mobile_seg.errors import ConfigError, ModelFileError
+from mobile_seg.spec import OUTPUT_KINDS, PERSON_LABEL
 
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat-int8")
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic")
 QUANTIZED_VARIANTS = ("int8", "qat-int8")
 IO_TYPES = ("float", "int8", "uint8")
-OUTPUTS = ("logits", "probabilities", "category", "person-probability")
+OUTPUTS = OUTPUT_KINDS
 DEFAULT_CALIB_IMAGES = 100
-PERSON_LABEL = "person"
 # int8 softmax in TFLite has a fixed output quantization: scale 1/256, zero point -128.
 # In a QAT graph a fake-quant with this range gives the converter exactly those params.
 _SOFTMAX_FQ_MAX = 255.0 / 256.0
@@ -104,7 +105,7 @@ class ExportResult:
         lines = []
         for f in self.files:
             c = f.census
-            lines.append(f"{f.variant:<9} {f.path}  {f.size_bytes / 1e6:7.2f} MB  io={f.io_type:<5} "
+            lines.append(f"{f.variant:<9} {f.path}  {f.size_bytes / 2**20:7.2f} MiB  io={f.io_type:<5} "
                          f"ops int8/float {c['int8']}/{c['float']}  quantize/dequantize "
                          f"{c['quantize']}/{c['dequantize']}  ({f.seconds:.0f} s)")
         for variant, why in self.skipped.items():
@@ -293,37 +294,7 @@ def _graph_nodes_of_type(graph, types: set[str]) -> list[str]:
     return names
 
 
-# --- representative data ------------------------------------------------------------------------
-
-def load_calibration_images(data_dir, config, count: int, split: str = "train", seed: int = 0) -> np.ndarray:
-    """`count` normalised training images [N, H, W, 3] resized as the runtime does (stretch).
-
-    Images are drawn evenly from the whole split (not only its first shard), in a fixed order.
-    """
-    import cv2
-    from mobile_seg.data.pipeline import iterate_examples, read_descriptor
-    if not isinstance(data_dir, (str, os.PathLike)):  # several datasets: an even share of each
-        dirs = list(data_dir)
-        share = -(-int(count) // len(dirs))
-        return np.concatenate([load_calibration_images(d, config, share, split, seed)
-                               for d in dirs])[:max(1, int(count))]
-    desc = read_descriptor(data_dir)
-    if split not in desc["splits"]:
-        raise DatasetError(f"no split {split!r} for calibration (has: {', '.join(desc['splits'])})", data_dir)
-    total = int(desc["splits"][split].get("num_examples", 0))
-    if total == 0:
-        raise DatasetError(f"split {split!r} is empty: nothing to calibrate int8 with", data_dir)
-    count = max(1, min(int(count), total))
-    keep = set(np.linspace(0, total - 1, count).round().astype(int).tolist())
-    h, w = config.input_size
-    mean, std = np.float32(config.input_mean), np.float32(config.input_std)
-    images = []
-    for i, (_id, image, _mask) in enumerate(iterate_examples(data_dir, split)):
-        if i in keep:
-            x = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-            images.append((x - mean) / std)
-    return np.stack(images)
-
+# --- representative data (images: mobile_seg.data.calibration) ---------------------------------
 
 def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list]]:
     def gen():
@@ -336,17 +307,20 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list]]:
 
 def build_metadata(config, variant: str, spec: ExportSpec, labels: list[str], *, source: dict,
                    calibration: dict | None = None) -> dict:
-    """The mobile_seg metadata dict of docs/architecture.md for one exported file."""
+    """Our record (docs/architecture.md) for one exported file; `converters.metadata` derives
+    the standard TFLite metadata from it."""
     from converters.metadata import FORMAT
+    from mobile_seg.spec import ModelSpec
+    io = _io_dtype(variant, spec)
+    model = ModelSpec.from_config(config, labels, output=spec.output, person_index=spec.person_index,
+                                  input_dtype=io, output_dtype=io)
     h, w = config.input_size
     meta = {
         "format": FORMAT,
         "name": f"{_model_name(config)}_{h}x{w}_{variant}",
-        "labels": list(labels),
-        "input": {"height": h, "width": w, "color": "RGB", "mean": list(config.input_mean),
-                  "std": list(config.input_std), "resize": "stretch", "dtype": _io_dtype(variant, spec)},
-        "output": {"kind": spec.output, "person_index": spec.person_index,
-                   "dtype": "uint8" if spec.output == "category" else _io_dtype(variant, spec)},
+        "labels": list(model.output.labels),
+        "input": model.input.to_dict(),
+        "output": {k: v for k, v in model.output.to_dict().items() if k != "labels"},
         "variant": variant,
         "model_config": config.to_dict(),
         "source": source,
@@ -506,14 +480,15 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
     calibration = None
     if "int8" in todo:
         if calibration_images is None:
+            from mobile_seg.data.calibration import load_calibration_images
             calibration_images = load_calibration_images(data, config, calib_images)
         calibration = {"split": "train", "images": int(len(calibration_images)),
                        "data": str(data) if data is not None else None}
     result = ExportResult(out_dir, [], skipped, config=config, float_model=float_model,
                           qat_model=qat_model, labels=labels, spec=spec)
-    for variant in todo:
+    for n, variant in enumerate(todo, 1):
         vspec = spec if variant in QUANTIZED_VARIANTS else ExportSpec(spec.output, "float", spec.person_index)
-        print(f"converting {variant} ...", file=stream, flush=True)
+        print(f"[{n}/{len(todo)}] converting {variant} ...", file=stream, flush=True)
         start = time.perf_counter()
         if variant == "fp32":
             content = convert_fp32(float_model, vspec)
@@ -536,6 +511,13 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
         census = op_census(data_bytes).to_dict()
         result.files.append(ExportedFile(variant, path, len(data_bytes), time.perf_counter() - start,
                                          vspec.io_type, census, meta))
+        print(f"[{n}/{len(todo)}] wrote {path.name}: {len(data_bytes) / 2**20:.2f} MiB in "
+              f"{time.perf_counter() - start:.0f} s", file=stream, flush=True)
+        if variant in QUANTIZED_VARIANTS:
+            from converters.xnnpack import xnnpack_problem
+            problem = xnnpack_problem(path)
+            if problem:  # the file is kept: LiteRT's reference kernels run it (the report does)
+                print(f"warning: {path.name}: {problem}", file=stream, flush=True)
     return result
 
 
@@ -547,3 +529,35 @@ def _labels(data, config) -> list[str]:
             return names
     from mobile_seg.data.palette import default_class_names
     return default_class_names(config.num_classes)
+
+
+INCOMPLETE_FILE = "INCOMPLETE"
+
+
+@contextlib.contextmanager
+def export_session(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold OUT for one export (+ report): locked, and marked by an INCOMPLETE file until the
+    block ends without error, so that a stopped or failed export never looks finished.
+    SIGINT/SIGTERM stop it cleanly (one line, exit 130/143)."""
+    from mobile_seg.io_utils import check_output_path
+    from mobile_seg.locks import folder_lock, note_stale
+    from mobile_seg.signals import stop_on_signals
+    out_dir = check_output_path(out_dir, "dir")
+    marker = out_dir / INCOMPLETE_FILE
+    with folder_lock(out_dir, "mobile-seg export") as lock, stop_on_signals(
+            f"export stopped; {out_dir} is incomplete (see its {INCOMPLETE_FILE} file); rerun the same command"):
+        note_stale(lock)
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("An export into this folder was started and has not finished (stopped, failed or "
+                          "still running): its .tflite files may be missing, and their metadata and "
+                          "report.json may lack the accuracy figures. Rerun the export command.\n")
+        try:
+            yield out_dir
+        except BaseException:
+            if [p.name for p in out_dir.iterdir()] == [INCOMPLETE_FILE]:  # nothing written yet
+                marker.unlink()
+                if created:
+                    out_dir.rmdir()
+            raise
+        marker.unlink(missing_ok=True)

@@ -14,7 +14,8 @@ For every exported variant, run with ai-edge-litert:
   machine's load changes both sides alike).
 
 `build_report(...)` returns the report dict; `write_report` saves report.json and
-report.md atomically and records each file's metrics in its embedded metadata.
+report.md atomically and records each file's metrics in its embedded metadata under
+`"<dataset>/<split>"` (the one metrics schema of `mobile_seg.spec`).
 """
 from __future__ import annotations
 
@@ -48,13 +49,13 @@ def _class_decision(output: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _val_inputs(data, split: str, config, count: int) -> list[np.ndarray]:
-    """The first `count` images of `split`, stretched to the model size (uint8 RGB)."""
-    import cv2
+    """The first `count` images of `split`, fitted to the model input (uint8 RGB)."""
     from mobile_seg.data.pipeline import iterate_examples
-    h, w = config.input_size
+    from mobile_seg.spec import InputSpec
+    spec = InputSpec.from_config(config)
     out = []
     for _id, image, _mask in iterate_examples(data, split):
-        out.append(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR))
+        out.append(spec.fit(image))
         if len(out) >= count:
             break
     return out
@@ -63,12 +64,13 @@ def _val_inputs(data, split: str, config, count: int) -> list[np.ndarray]:
 def parity(tfl, keras_model, config, images: list[np.ndarray], kind: str, person_index: int) -> dict:
     """max |Δ| of the .tflite output vs the Keras model + head, and the class-decision mismatch."""
     import tensorflow as tf
-    mean, std = np.float32(config.input_mean), np.float32(config.input_std)
+    from mobile_seg.spec import InputSpec
+    spec = InputSpec.from_config(config)
     forward = tf.function(lambda x: keras_model(x, training=False))
     max_abs = 0.0
     differ = total = 0
     for image in images:
-        x = ((image.astype(np.float32) - mean) / std)[None]
+        x = spec.normalise(image)[None]
         ref = head_numpy(forward(x).numpy(), kind, person_index)[0]
         out = tfl.run(tfl.preprocess(image))[0]
         if kind == "category":
@@ -175,9 +177,12 @@ def build_report(files: list, data, *, float_model=None, config=None, qat_model=
 
     fp32_size = os.path.getsize(paths["fp32"]) if "fp32" in paths else None
     flags = []
+    from converters.xnnpack import xnnpack_problem
+    xnnpack = {variant: xnnpack_problem(path) for variant, path in paths.items()}
     for variant, path in paths.items():
-        log(f"scoring {variant} ({path.name}) on {split} ...")
-        tfl = TFLiteModel(path)
+        kernels = "" if xnnpack[variant] is None else " with LiteRT's reference kernels (not XNNPACK)"
+        log(f"scoring {variant} ({path.name}) on {split}{kernels} ...")
+        tfl = TFLiteModel(path, xnnpack=xnnpack[variant] is None)
         tfl.source = str(path)
         res = evaluate(data, split, predictor=tfl, progress=False, limit=limit)
         census = tfl.op_census()
@@ -197,11 +202,16 @@ def build_report(files: list, data, *, float_model=None, config=None, qat_model=
         if variant in QUANTIZED_VARIANTS and census.float_convs:
             row["flag"] = f"{census.float_convs} float convolution(s) in an int8 model"
             flags.append(f"{variant}: {row['flag']}: {census.float_ops}")
+        if xnnpack[variant] is not None:
+            row["xnnpack"] = False
+            row["flag"] = "; ".join(filter(None, [row.get("flag"), "XNNPACK cannot run it"]))
+            flags.append(f"{variant}: {xnnpack[variant]}; scored and timed with LiteRT's reference kernels")
         rows.append(row)
 
     log(f"timing {', '.join(paths)}: {latency_runs} round-robin runs, {threads} thread(s) ...")
     load_before = os.getloadavg()
-    lat = interleaved_latency(paths, runs=latency_runs, threads=threads)
+    lat = interleaved_latency(paths, runs=latency_runs, threads=threads,
+                              xnnpack={v: problem is None for v, problem in xnnpack.items()})
     load_after = os.getloadavg()
     fp32_ms = lat.get("fp32", {}).get("median_ms")
     for row in rows:
@@ -244,14 +254,14 @@ def format_markdown(report: dict) -> str:
     lat = report["latency"]
     h, w = report["input_size"]
     lines = [f"# Export report: {h}x{w}, {report['split']} split of {report['data']}", "",
-             "| variant | size MB | × fp32 | io | mIoU % | person IoU % | drop pt | max abs Δ | "
+             "| variant | size MiB | × fp32 | io | mIoU % | person IoU % | drop pt | max abs Δ | "
              "class flips % | ops int8/float | q/dq | float convs | latency ms (1 thr) | × fp32 |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in report["rows"]:
         c = r.get("census") or {}
         lines.append("| " + " | ".join([
             r["variant"],
-            _fmt(r.get("size_bytes") and r["size_bytes"] / 1e6, ".2f"),
+            _fmt(r.get("size_bytes") and r["size_bytes"] / 2**20, ".2f"),
             _fmt(r.get("size_ratio_fp32"), ".3f"),
             r.get("io_type", "float32" if r["variant"].startswith("keras") else "–"),
             _fmt(r.get("miou") and 100 * r["miou"], ".2f"),
@@ -295,16 +305,26 @@ def write_report(report: dict, out_dir, embed: bool = True) -> tuple[Path, Path]
     return json_path, md_path
 
 
+def metrics_key(report: dict) -> str:
+    """'<dataset>/<split>' of a report: the built dataset's name (its descriptor), and the split."""
+    from mobile_seg.spec import metric_key
+    name = report["data"]
+    try:
+        from mobile_seg.data.pipeline import read_descriptor
+        name = read_descriptor(report["data"]).get("name") or name
+    except Exception:  # noqa: BLE001 (a moved dataset: fall back to the folder name)
+        pass
+    return metric_key(name, report["split"])
+
+
 def embed_metrics(path: Path, row: dict, report: dict) -> None:
-    """Record the row's accuracy in the file's own metadata (atomic rewrite)."""
-    from converters.metadata import embed_metadata, read_metadata
-    from mobile_seg.io_utils import write_bytes_atomic
-    content = path.read_bytes()
-    meta = read_metadata(content) or {}
-    meta["metrics"] = {k: row.get(k) for k in ("miou", "person_iou", "pixel_accuracy", "drop_pt",
-                                               "max_abs_diff", "pixel_mismatch") if row.get(k) is not None}
-    meta["metrics"].update({"data": report["data"], "split": report["split"], "images": row.get("images")})
-    write_bytes_atomic(path, embed_metadata(content, meta))
+    """Record the row's accuracy in the file's own metadata (atomic rewrite), under
+    '<dataset>/<split>' next to figures recorded for other splits."""
+    from converters.metadata import restamp
+    figures = {k: row.get(k) for k in ("miou", "person_iou", "pixel_accuracy", "drop_pt",
+                                       "max_abs_diff", "pixel_mismatch") if row.get(k) is not None}
+    figures.update({"images": row.get("images"), "data": str(report["data"])})
+    restamp(path, metrics={metrics_key(report): figures})
 
 
 def report_export(result, data, **kwargs) -> dict:

@@ -24,8 +24,13 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MobileSegError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"{e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:  # a file we could not read or write (permissions, disk full, ...)
+            if e.filename is None:
+                raise
+            click.echo(f"error: {e.filename}: {e.strerror or e}", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -109,16 +114,19 @@ def data_build(dataset, images, masks, num_classes, ignore_label, colour_map, bi
                out, skip_bad, shards):
     """Build DATASET into TFRecords per split + descriptor.json in DIR.
 
-    Refuses (exit 1) when `data check` finds problems, unless --skip-bad.
+    Refuses (exit 2) when `data check` finds problems, unless --skip-bad. Ctrl-C or
+    SIGTERM stops it with nothing written (exit 130/143); a rerun cleans up after a kill.
     """
     from dataclasses import asdict
 
     from mobile_seg.data.check import format_problems
     from mobile_seg.data.tfrecords import build_dataset
+    from mobile_seg.signals import stop_on_signals
 
-    result = build_dataset(dataset, out, images=images, masks=masks, num_classes=num_classes,
-                           ignore_label=ignore_label, colour_map=colour_map, binary=binary,
-                           skip_bad=skip_bad, shards=shards)
+    with stop_on_signals(f"build stopped; nothing was written to {out}; rerun the same command"):
+        result = build_dataset(dataset, out, images=images, masks=masks, num_classes=num_classes,
+                               ignore_label=ignore_label, colour_map=colour_map, binary=binary,
+                               skip_bad=skip_bad, shards=shards)
     if result.skipped:
         click.echo(f"skipped {len(result.report.bad_ids)} bad pair(s); problems:")
         click.echo(format_problems(result.skipped))
@@ -332,6 +340,9 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
               help="Weight of the soft-label loss on examples with a teacher's soft label "
                    "(`mobile-seg label`, then `data build`; default 1).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--startup-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+              metavar="SECONDS", help="multiworker: give up (exit 2) when a TF_CONFIG worker has "
+                                      "not started by then.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @user_errors
@@ -339,11 +350,13 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
               decoder_output_stride, decoder_channels, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
               base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
-              init_run, data_weights, distill_weight, seed, quiet,
+              init_run, data_weights, distill_weight, seed, startup_timeout, quiet,
               as_json):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
+    Under --strategy multiworker a signal to any worker stops all of them after the same
+    step, saved. Another process training into the same --out is refused (exit 2).
     """
     from pathlib import Path
     from mobile_seg.train import resolve_configs, train
@@ -359,7 +372,8 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
                   "init_run": _abs_path(init_run), "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
     click.echo(f"model: {model_config.describe()}")
-    result = train(list(data), run_dir, model_config, train_config, progress=not quiet)
+    result = train(list(data), run_dir, model_config, train_config, progress=not quiet,
+                   startup_timeout=startup_timeout)
     finish_training(result, "step", run_dir, as_json)
 
 
@@ -368,7 +382,7 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
 @click.option("--split", default="val", show_default=True, help="Split to evaluate.")
 @click.option("--run", "run_dir", type=click.Path(), default=None, help="Training run (newest checkpoint).")
 @click.option("--tflite", type=click.Path(), default=None, help="A .tflite model instead of a run.")
-@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True,
+@click.option("--resize", type=click.Choice(["stretch", "letterbox", "crop", "pad"]), default="stretch", show_default=True,
               help="How images reach the model input: stretch, or keep aspect and pad.")
 @click.option("--limit", type=int, default=None, help="Only the first N examples.")
 @click.option("--threads", type=int, default=None, help="TFLite interpreter threads.")
@@ -394,7 +408,7 @@ def eval_cmd(data, split, run_dir, tflite, resize, limit, threads, quiet, as_jso
               help="Built dataset and split (default val); repeat for several.")
 @click.option("--video", "video", multiple=True, metavar="BUILT[:SPLIT]",
               help="A frame-ordered split (ids <sequence>_<frame>): also scored for flicker.")
-@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True,
+@click.option("--resize", type=click.Choice(["stretch", "letterbox", "crop", "pad"]), default="stretch", show_default=True,
               help="How images reach the model input.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads (eval and bench).")
 @click.option("--runs", type=int, default=100, show_default=True, help="Timed bench rounds.")
@@ -430,7 +444,7 @@ def compare_cmd(models, data, video, resize, threads, runs, no_bench, limit, csv
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Output folder.")
 @click.option("--masks", type=click.Path(), default=None,
               help="Folder of ground-truth <id>.png masks (adds a third panel).")
-@click.option("--resize", type=click.Choice(["stretch", "pad"]), default="stretch", show_default=True)
+@click.option("--resize", type=click.Choice(["stretch", "letterbox", "crop", "pad"]), default="stretch", show_default=True)
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
@@ -508,21 +522,24 @@ def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_image
     Every file embeds labels, input size and normalisation, output kind and model config.
     With --data: mIoU / person IoU on the val split, drop vs Keras, max |Δ| vs Keras, op
     census and single-thread latency, saved as OUT/report.json and OUT/report.md.
+    Until all of that is written OUT holds an INCOMPLETE file (a stopped or failed export
+    leaves it); another export into OUT meanwhile is refused.
     """
     import io
-    from converters.export import export, parse_input_size
+    from converters.export import export, export_session, parse_input_size
     stream = io.StringIO() if quiet else None
-    result = export(run_dir, qat=qat_dir, out_dir=out_dir, variants=variant,
-                    input_size=parse_input_size(input_size), data=data, calib_images=calib_images,
-                    io_type=io_type, output=output, stream=stream)
-    click.echo(result.format())
-    if data is None or no_report:
-        if as_json:
-            echo_json(result.to_dict())
-        return
-    from converters.report import format_markdown, report_export, write_report
-    report = report_export(result, data, split=split, latency_runs=latency_runs, progress=not quiet)
-    json_path, md_path = write_report(report, out_dir)
+    with export_session(out_dir):
+        result = export(run_dir, qat=qat_dir, out_dir=out_dir, variants=variant,
+                        input_size=parse_input_size(input_size), data=data, calib_images=calib_images,
+                        io_type=io_type, output=output, stream=stream)
+        click.echo(result.format())
+        if data is None or no_report:
+            if as_json:
+                echo_json(result.to_dict())
+            return
+        from converters.report import format_markdown, report_export, write_report
+        report = report_export(result, data, split=split, latency_runs=latency_runs, progress=not quiet)
+        json_path, md_path = write_report(report, out_dir)
     click.echo(format_markdown(report))
     click.echo(f"report: {md_path}, {json_path}")
     if as_json:
@@ -564,6 +581,13 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731
     if use_gpu and use_nnapi:
         raise ConfigError("--use-gpu and --use-nnapi exclude each other")
+    from mobile_seg.io_utils import check_output_path
+    for path in (csv_path, plot_path):  # before any timing: a bad path must not cost a whole bench
+        if path:
+            check_output_path(path, "file")
+    if metric:  # before any timing: a bad --metric must not cost a whole bench
+        from mobile_seg.bench.plot import check_metric
+        check_metric(metric, models, plot_path)
     if use_adb:
         from mobile_seg.bench.adb import run_adb_bench
         accel = "gpu" if use_gpu else "nnapi" if use_nnapi else "cpu"
@@ -588,6 +612,45 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
         say(f"bench: wrote {plot_path} ({out['plot']['kind']})")
     if as_json:
         echo_json(out)
+
+
+# === model file metadata (issue 14) ===
+
+@main.group("metadata")
+def metadata_group():
+    """Read or rewrite what a .tflite file says about itself (standard TFLite metadata + ours)."""
+
+
+@metadata_group.command("show")
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
+@user_errors
+def metadata_show(model, as_json):
+    """What MODEL means: input, output, labels, metrics, and its standard metadata."""
+    from mobile_seg.model_metadata import describe
+    info = describe(model)
+    click.echo(info.pop("text"))
+    if as_json:
+        echo_json(info)
+
+
+@metadata_group.command("stamp")
+@click.argument("model", type=click.Path())
+@click.option("--metrics", "metrics_json", default=None, metavar="JSON|FILE",
+              help='Figures to record, {"<dataset>/<split>": {"person_iou": 0.87, ...}} (merged).')
+@click.option("--name", default=None, help="Model name to record.")
+@click.option("--license", "license_", default=None, help="Licence text to record.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new record as one JSON line, last.")
+@user_errors
+def metadata_stamp(model, metrics_json, name, license_, as_json):
+    """Rewrite MODEL's metadata in place (atomically): standard TFLite metadata, labels.txt
+    and our record, with --metrics merged in. Shipped models get their figures this way."""
+    from converters.metadata import load_metrics_arg, restamp
+    updates = {k: v for k, v in (("name", name), ("license", license_)) if v is not None}
+    record = restamp(model, metrics=load_metrics_arg(metrics_json), **updates)
+    click.echo(f"stamped {model}: {len(record.get('metrics') or {})} metrics split(s)")
+    if as_json:
+        echo_json(record)
 
 
 # === shipped models ===
@@ -633,7 +696,7 @@ def models_cmd(as_json):
               help="Drop people (mask components) smaller than this fraction of the frame.")
 @click.option("--smoothing", type=float, default=0.6, show_default=True,
               help="Temporal smoothing in [0, 1); 0 = off.")
-@click.option("--motion", type=float, default=0.0, show_default=True,
+@click.option("--motion", type=float, default=0.5, show_default=True,
               help="Motion-adaptive smoothing: mask disagreement at which the new mask is taken "
                    "whole, in (0, 1]; 0 = off.")
 @click.option("--delay", type=int, default=0, show_default=True,

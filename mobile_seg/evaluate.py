@@ -1,10 +1,11 @@
 """Evaluate a training run or a .tflite file on a dataset split: one pass, then done.
 
-Every example is scored at its ORIGINAL mask resolution: the image is resized to the
-model input (plain stretch by default, how MediaPipe's square selfie model is fed),
-class probabilities are predicted, resized back to the image size (bilinear), and the
-argmax enters the one streaming confusion matrix (`mobile_seg.metrics`), ignoring 255.
-Keras checkpoints and .tflite files go through the same `predict_mask`.
+Every example is scored at its ORIGINAL mask resolution: the image is fitted to the
+model input by the model's `InputSpec` (plain stretch by default, how MediaPipe's square
+selfie model is fed; letterbox or crop on request), class probabilities are predicted,
+mapped back onto the image (bilinear), and the argmax enters the one streaming confusion
+matrix (`mobile_seg.metrics`), ignoring 255. Keras checkpoints and .tflite files go
+through the same `predict_mask`, both described by a `mobile_seg.spec.ModelSpec`.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from mobile_seg import spec as S
 from mobile_seg.errors import ConfigError, DatasetError
 from mobile_seg.metrics import ConfusionMatrix
 
-RESIZE_MODES = ("stretch", "pad")
+RESIZE_MODES = S.RESIZE_RULES + ("pad",)  # "pad": the old name of letterbox
 
 
 class KerasPredictor:
@@ -36,8 +37,7 @@ class KerasPredictor:
         from mobile_seg.data.palette import default_class_names
         self.model, self.config, self.source = model, config, source
         self.labels = list(labels) if labels else default_class_names(config.num_classes)
-        self._mean = np.float32(config.input_mean)
-        self._std = np.float32(config.input_std)
+        self.spec = S.ModelSpec.from_config(config, self.labels)
         self._forward = tf.function(lambda x: tf.nn.softmax(model(x, training=False), axis=-1))
 
     @property
@@ -50,11 +50,10 @@ class KerasPredictor:
 
     def predict_probabilities(self, image_rgb: np.ndarray) -> np.ndarray:
         """Class probabilities [h, w, C] at model resolution for one RGB uint8 image."""
-        h, w = self.input_size
-        if image_rgb.shape[:2] != (h, w):
-            image_rgb = cv2.resize(image_rgb, (w, h), interpolation=cv2.INTER_LINEAR)
-        x = (image_rgb.astype(np.float32) - self._mean) / self._std
-        return self._forward(x[None]).numpy()[0]
+        inp = self.spec.input
+        if image_rgb.shape[:2] != inp.size:
+            image_rgb = inp.fit(image_rgb, inp.plan_fit(image_rgb.shape[:2], "stretch"))
+        return self._forward(inp.normalise(image_rgb)[None]).numpy()[0]
 
 
 def load_predictor(run: str | os.PathLike | None = None, tflite: str | os.PathLike | None = None,
@@ -75,31 +74,16 @@ def load_predictor(run: str | os.PathLike | None = None, tflite: str | os.PathLi
     return predictor
 
 
-def _resize_input(image: np.ndarray, size: tuple[int, int], mode: str) -> tuple[np.ndarray, tuple]:
-    """Image at model size; plus the (top, left, h, w) window holding the image content."""
-    h, w = size
-    ih, iw = image.shape[:2]
-    interp = cv2.INTER_LINEAR  # as TFLiteModel.preprocess and MediaPipe feed their models
-    if mode == "stretch":
-        return cv2.resize(image, (w, h), interpolation=interp), (0, 0, h, w)
-    scale = min(h / ih, w / iw)
-    nh, nw = max(1, round(ih * scale)), max(1, round(iw * scale))
-    canvas = np.full((h, w, 3), 127, np.uint8)  # the mean pixel: 0 after normalisation
-    top, left = (h - nh) // 2, (w - nw) // 2
-    canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=interp)
-    return canvas, (top, left, nh, nw)
-
-
 def predict_probabilities_full(predictor, image: np.ndarray, resize: str = "stretch") -> np.ndarray:
-    """Class probabilities [H, W, C] at the image's own resolution."""
-    if resize not in RESIZE_MODES:
-        raise ConfigError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-    resized, (top, left, nh, nw) = _resize_input(image, tuple(predictor.input_size), resize)
-    probs = predictor.predict_probabilities(resized)[top:top + nh, left:left + nw]
-    ih, iw = image.shape[:2]
-    out = np.stack([cv2.resize(np.ascontiguousarray(probs[..., c]), (iw, ih), interpolation=cv2.INTER_LINEAR)
-                    for c in range(probs.shape[-1])], axis=-1)
-    return out
+    """Class probabilities [H, W, C] at the image's own resolution: fitted to the input by
+    `resize` (stretch | letterbox | crop), predicted, mapped back."""
+    try:
+        rule = S.resize_rule(resize)
+    except S.SpecError as e:
+        raise ConfigError(f"{e}") from None
+    inp = predictor.spec.input
+    fit = inp.plan_fit(image.shape[:2], rule)
+    return inp.map_back(predictor.predict_probabilities(inp.fit(image, fit)), fit)
 
 
 def predict_mask(predictor, image: np.ndarray, resize: str = "stretch") -> np.ndarray:
@@ -160,6 +144,7 @@ def evaluate(data_dir: str | os.PathLike, split: str = "val", *, run: str | os.P
     from mobile_seg.data.pipeline import iterate_examples, read_descriptor
     if resize not in RESIZE_MODES:
         raise ConfigError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    resize = S.resize_rule(resize)
     descriptor = read_descriptor(data_dir)
     splits = descriptor.get("splits", {})
     if split not in splits:
@@ -175,7 +160,7 @@ def evaluate(data_dir: str | os.PathLike, split: str = "val", *, run: str | os.P
     if model_classes != ds_classes:
         raise ConfigError(f"the model predicts {model_classes} classes, dataset {data_dir} has {ds_classes}")
     names = names if len(names) == ds_classes else list(predictor.labels)
-    cm = ConfusionMatrix(ds_classes, int(descriptor.get("ignore_label", 255)))
+    cm = ConfusionMatrix(ds_classes, int(descriptor.get("ignore_label", S.IGNORE_LABEL)))
     if limit:
         total = min(total, limit)
 

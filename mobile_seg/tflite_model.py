@@ -1,8 +1,9 @@
 """The one reader/runner of .tflite segmentation models (used by eval, bench and demo).
 
-`TFLiteModel` loads a file with ai-edge-litert, reads our embedded metadata (or falls
-back to MediaPipe-style conventions for foreign models), and turns RGB frames into
-class probabilities at model resolution.
+`TFLiteModel` loads a file with ai-edge-litert, resolves what it means into a
+`mobile_seg.spec.ModelSpec` (our record, else its standard TFLite metadata, else
+MediaPipe's convention; `mobile_seg.model_metadata`), and turns RGB images into class or
+person probabilities at model resolution with one invoke each.
 """
 from __future__ import annotations
 
@@ -12,15 +13,13 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from converters.metadata import is_tflite, read_metadata
+from mobile_seg import spec as S
 from mobile_seg.errors import ModelFileError
+from mobile_seg.model_metadata import read_model_file, read_record, read_standard, resolve_spec
 
-# Foreign models (MediaPipe selfie): float input in [0, 1], one-channel person probability.
-FALLBACK_INPUT = {"mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0], "color": "RGB", "resize": "stretch"}
-OUTPUT_KINDS = ("logits", "probabilities", "category", "person-probability")
+OUTPUT_KINDS = S.OUTPUT_KINDS
 
 # Ops that only move or reshape data: they do not count as "compute" in the census.
 _DATA_MOVEMENT_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "PADV2",
@@ -57,15 +56,7 @@ def _interpreter_class():
 
 def read_model_bytes(path: str | os.PathLike) -> bytes:
     """Read a .tflite file, raising ModelFileError if it is missing or not a TFLite flatbuffer."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError("file not found", path)
-    if path.is_dir():
-        raise ModelFileError("is a directory, expected a .tflite file", path)
-    data = path.read_bytes()
-    if not is_tflite(data):
-        raise ModelFileError("not a TFLite model (no TFL3 flatbuffer identifier)", path)
-    return data
+    return read_model_file(path)
 
 
 class TFLiteModel:
@@ -86,9 +77,10 @@ class TFLiteModel:
         self.content = read_model_bytes(self.path)
         self.size_bytes = len(self.content)
         try:
-            self.metadata = read_metadata(self.content)
+            self.metadata = read_record(self.content)
+            self.standard_metadata = read_standard(self.content)
         except Exception as e:  # a corrupt metadata entry must not hide the model itself
-            raise ModelFileError(f"unreadable mobile_seg metadata ({e})", self.path) from e
+            raise ModelFileError(f"unreadable metadata ({e})", self.path) from e
         Interpreter, OpResolverType = _interpreter_class()
         resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         start = time.perf_counter()
@@ -114,6 +106,14 @@ class TFLiteModel:
         if len(self.input["shape"]) != 4 or self.input["shape"][-1] != 3:
             raise ModelFileError(f"input shape {[int(d) for d in self.input['shape']]} is not an image "
                                  "[1,H,W,3]", self.path)
+        try:
+            self.spec = resolve_spec(self.metadata, self.standard_metadata,
+                                     input_shape=[int(d) for d in self.input["shape"]],
+                                     input_dtype=np.dtype(self.input["dtype"]).name,
+                                     output_shape=[int(d) for d in self.output["shape"]],
+                                     output_dtype=np.dtype(self.output["dtype"]).name)
+        except ValueError as e:
+            raise ModelFileError(f"metadata does not describe this model: {e}", self.path) from e
 
     # --- conventions -------------------------------------------------------------------
     @property
@@ -137,30 +137,26 @@ class TFLiteModel:
 
     @property
     def input_spec(self) -> dict:
-        """mean/std/colour/resize used to feed the model (metadata or MediaPipe fallback)."""
-        spec = dict(FALLBACK_INPUT)
-        if self.metadata:
-            spec.update({k: v for k, v in self.metadata.get("input", {}).items() if k in spec})
-        return spec
+        """mean/std/color/resize used to feed the model, as a dict (`spec.input` is the object)."""
+        d = self.spec.input.to_dict()
+        return {k: d[k] for k in ("mean", "std", "color", "resize")}
 
     @property
     def output_kind(self) -> str:
-        if self.metadata:
-            return self.metadata.get("output", {}).get("kind", "logits")
-        channels = int(self.output["shape"][-1]) if len(self.output["shape"]) == 4 else 0
-        return "person-probability" if channels == 1 else "probabilities"
+        return self.spec.output.kind
 
     @property
     def labels(self) -> list[str]:
-        if self.metadata and self.metadata.get("labels"):
-            return list(self.metadata["labels"])
-        return ["background", "person"]
+        return list(self.spec.output.labels)
 
     @property
     def person_index(self) -> int:
-        if self.metadata:
-            return int(self.metadata.get("output", {}).get("person_index", 1))
-        return 1
+        return self.spec.output.person_index
+
+    @property
+    def metrics(self) -> dict:
+        """{"<dataset>/<split>": {"person_iou": ..., ...}} recorded in the file."""
+        return self.spec.metrics
 
     def check_segmentation_output(self) -> None:
         """Raise ModelFileError unless the output is a [1,H,W,C] (or [1,H,W] category) map."""
@@ -171,13 +167,12 @@ class TFLiteModel:
 
     # --- running -------------------------------------------------------------------------
     def preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
-        """Resize an RGB uint8 image to the model input, normalise, quantise: a [1,H,W,3] tensor."""
-        h, w = self.input_size
-        if image_rgb.shape[:2] != (h, w):
-            image_rgb = cv2.resize(image_rgb, (w, h), interpolation=cv2.INTER_LINEAR)
-        spec = self.input_spec
-        x = (image_rgb.astype(np.float32) - np.float32(spec["mean"])) / np.float32(spec["std"])
-        return self.quantize_input(x[None])
+        """An RGB uint8 image stretched to the model input (unless it has the input size already),
+        normalised and quantised: a [1,H,W,3] tensor."""
+        inp = self.spec.input
+        if image_rgb.shape[:2] != inp.size:
+            image_rgb = inp.fit(image_rgb, inp.plan_fit(image_rgb.shape[:2], "stretch"))
+        return self.quantize_input(inp.normalise(image_rgb)[None])
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Float normalised input → the input tensor's dtype using its quantisation params."""
@@ -207,30 +202,11 @@ class TFLiteModel:
         One-channel person-probability models give C = 2 as (1 - p, p) with person at
         index 1; category models give one-hot maps.
         """
-        out = self.run(self.preprocess(image_rgb))[0]
-        kind = self.output_kind
-        if kind == "category":
-            cats = out.astype(np.int64).reshape(out.shape[:2])
-            return np.eye(len(self.labels), dtype=np.float32)[cats]
-        if kind == "person-probability" or out.shape[-1] == 1:
-            p = out[..., 0].astype(np.float32)
-            return np.stack([1.0 - p, p], axis=-1)
-        if kind == "logits":
-            out = out.astype(np.float32)
-            e = np.exp(out - out.max(axis=-1, keepdims=True))
-            return e / e.sum(axis=-1, keepdims=True)
-        return out.astype(np.float32)
+        return self.spec.output.class_probabilities(self.run(self.preprocess(image_rgb))[0])
 
     def person_probability(self, image_rgb: np.ndarray) -> np.ndarray:
-        """Person probability [h, w] float32 at model resolution."""
-        out = self.run(self.preprocess(image_rgb))[0]
-        kind = self.output_kind
-        if kind == "person-probability" or (kind != "category" and out.shape[-1] == 1):
-            return out[..., 0].astype(np.float32)
-        if kind == "category":
-            return (out.reshape(out.shape[:2]) == self.person_index).astype(np.float32)
-        probs = self.predict_probabilities(image_rgb) if kind == "logits" else out
-        return probs[..., self.person_index].astype(np.float32)
+        """Person probability [h, w] float32 at model resolution (one invoke)."""
+        return self.spec.output.person_probability(self.run(self.preprocess(image_rgb))[0])
 
     def random_input(self, rng: np.random.Generator) -> np.ndarray:
         """A random input tensor of the right shape, dtype and range (for benchmarks).
@@ -239,10 +215,9 @@ class TFLiteModel:
         (255 - mean) / std per channel (from the metadata or the MediaPipe fallback),
         quantised with the input tensor's scale and zero point when it has them.
         """
-        spec = self.input_spec
-        mean, std = np.float32(spec["mean"]), np.float32(spec["std"])
+        low, high = self.spec.input.value_range
         return random_tensor(self.input_shape, self.input_dtype, self.input_quantization, rng,
-                             low=(0.0 - mean) / std, high=(255.0 - mean) / std)
+                             low=np.float32(low), high=np.float32(high))
 
     # --- inspection --------------------------------------------------------------------
     def op_census(self) -> OpCensus:

@@ -80,10 +80,13 @@ def test_keras_and_tflite_paths_agree(tiny_run, tmp_path):
     assert disagreement < 0.002
 
 
-def test_pad_resize_mode(tiny_run):
+@pytest.mark.parametrize("rule", ["pad", "letterbox", "crop"])
+def test_letterbox_and_crop_resize_rules(tiny_run, rule):
+    """The spec's fit rules through eval ('pad' is the old name of letterbox)."""
     built, run, _, _ = tiny_run
-    result = _eval("--data", built, "--run", run, "--resize", "pad", "--limit", "1")
-    assert result.exit_code == 0 and "resize=pad" in result.stdout and ": 1 images" in result.stdout
+    result = _eval("--data", built, "--run", run, "--resize", rule, "--limit", "1")
+    shown = "letterbox" if rule == "pad" else rule
+    assert result.exit_code == 0 and f"resize={shown}" in result.stdout and ": 1 images" in result.stdout
 
 
 @pytest.mark.parametrize("case", ["both", "neither", "empty", "no_run", "no_checkpoint", "bad_checkpoint"])

@@ -83,16 +83,24 @@ def test_batchnorm_is_folded_in_every_variant(exported, files):
 
 def test_metadata_round_trip(exported, files, root):
     from converters.metadata import read_metadata
+    from mobile_seg.model_metadata import read_standard
     from mobile_seg.config import ModelConfig
     from mobile_seg.tflite_model import TFLiteModel
     for variant, f in files.items():
         meta = read_metadata(f.path.read_bytes())
-        assert meta["format"] == "mobile-seg-tflite/1"
+        assert meta["format"] == "mobile-seg-tflite/2"
         assert meta["variant"] == variant
         assert meta["labels"] == ["background", "person"]
         assert meta["input"]["height"] == 64 and meta["input"]["width"] == 64
         assert meta["input"]["mean"] == [127.5] * 3 and meta["input"]["std"] == [127.5] * 3
-        assert meta["output"] == {"kind": "logits", "person_index": 1, "dtype": "float32"}
+        assert meta["output"] == {"kind": "logits", "person_index": 1, "dtype": "float32", "stride": 1,
+                                  "activation": "softmax"}
+        standard = read_standard(f.path.read_bytes())  # what MediaPipe Tasks reads
+        assert standard.input_mean == [127.5] * 3 and standard.input_std == [127.5] * 3
+        assert standard.input_min == [-1.0] * 3 and standard.input_max == [1.0] * 3
+        assert standard.labels == ["background", "person"] and standard.activation == "softmax"
+        assert standard.name == meta["name"] and standard.min_parser_version == "1.5.0"
+        assert standard.author and standard.license and variant in standard.version
         assert ModelConfig.from_dict(meta["model_config"]) == ModelConfig(**TINY)
         assert meta["source"]["run"]["step"] == 5
         model = TFLiteModel(f.path)

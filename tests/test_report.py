@@ -44,6 +44,7 @@ def test_report_has_a_row_per_variant_with_every_column(report):
 
 def test_report_files_and_embedded_metrics(report, shared_data, root):
     from converters.metadata import read_metadata
+    from mobile_seg.tflite_model import TFLiteModel
     out = tiny_export(shared_data, root).out_dir
     saved = json.loads((out / "report.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(report["rows"]))
@@ -52,8 +53,12 @@ def test_report_files_and_embedded_metrics(report, shared_data, root):
     rows = {r["variant"]: r for r in report["rows"]}
     for variant in ("fp32", "int8", "qat-int8"):
         meta = read_metadata((out / f"{variant}.tflite").read_bytes())
-        assert meta["metrics"]["miou"] == rows[variant]["miou"] and meta["metrics"]["split"] == "val"
+        assert list(meta["metrics"]) == ["voc/val"]  # '<dataset>/<split>': the built dataset's name
+        figures = meta["metrics"]["voc/val"]
+        assert figures["miou"] == rows[variant]["miou"] and figures["person_iou"] == rows[variant]["person_iou"]
+        assert figures["images"] == 3
         assert meta["variant"] == variant  # the rest of the metadata survived the rewrite
+        assert TFLiteModel(out / f"{variant}.tflite").metrics["voc/val"]["miou"] == rows[variant]["miou"]
 
 
 def test_an_int8_file_with_float_convs_is_flagged(shared_data, root):

@@ -69,7 +69,7 @@ def model_info(model, name: str) -> ModelInfo:
         input_dtype=model.input_dtype.name,
         input_quantization=[scale, zero] if scale > 0 else None,
         size_bytes=model.size_bytes, census=model.op_census().to_dict(),
-        metadata_name=meta.get("name"), variant=meta.get("variant"), metrics=meta.get("metrics"),
+        metadata_name=meta.get("name"), variant=meta.get("variant"), metrics=model.metrics or None,
     )
 
 

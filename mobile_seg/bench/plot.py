@@ -1,12 +1,13 @@
 """`bench --plot`: latency vs accuracy with the Pareto front, or latency bars.
 
-Accuracy comes from the models' own metadata, `metadata["metrics"]`, written by the
-export report (see docs/bench.md):
+Accuracy comes from the models' own metadata, in the one metrics schema of
+`mobile_seg.spec` (written by the export report and `converters.metadata.restamp`):
 
     "metrics": {"portraits/val": {"person_iou": 0.912, "miou": 0.934}, ...}
 
 keys are `<dataset>/<split>`, values fractions in [0, 1]. Models without it (MediaPipe's)
 are drawn as labelled vertical lines at their latency, so the baseline stays in view.
+`check_metric` validates `--metric` against the files before any timing starts.
 """
 from __future__ import annotations
 
@@ -17,23 +18,48 @@ from mobile_seg.bench.results import BenchResult, ModelResult
 from mobile_seg.bench.stats import pareto_front
 from mobile_seg.errors import ConfigError
 from mobile_seg.io_utils import atomic_path
+from mobile_seg.spec import SpecError, metric_value, parse_metric
 
 PREFERRED_METRICS = ("person_iou", "miou")
 
 
 def accuracy_of(model: ModelResult, key: tuple[str, str]) -> float | None:
-    split, name = key
-    value = ((model.info.metrics or {}).get(split) or {}).get(name)
-    return float(value) if isinstance(value, (int, float)) else None
+    return metric_value(model.info.metrics, *key)
+
+
+def _parse(metric: str) -> tuple[str, str]:
+    try:
+        return parse_metric(metric)
+    except SpecError as e:
+        raise ConfigError(f"--metric: {e}") from None
+
+
+def check_metric(metric: str, files, plot_path=None) -> tuple[str, str]:
+    """Validate `--metric` before a bench: well formed, with --plot, and carried by at least
+    one of the .tflite `files` (read from their metadata; nothing is run)."""
+    from mobile_seg.model_metadata import is_tflite, read_record, record_metrics
+    key = _parse(metric)
+    if plot_path is None:
+        raise ConfigError("--metric applies to --plot only")
+    carried = set()
+    for f in files:
+        try:
+            content = open(f, "rb").read()
+            metrics = record_metrics(read_record(content)) if is_tflite(content) else {}
+        except (OSError, ValueError):
+            continue  # the bench itself reports unreadable files
+        carried |= {f"{k}:{n}" for k, v in metrics.items() for n in v if metric_value(metrics, k, n) is not None}
+    if f"{key[0]}:{key[1]}" not in carried:
+        have = ", ".join(sorted(carried)[:6]) or "none"
+        raise ConfigError(f"--metric {metric}: no model carries it in its metadata (they carry: {have})")
+    return key
 
 
 def choose_metric(result: BenchResult, metric: str | None = None) -> tuple[str, str] | None:
-    """The (dataset/split, metric) to plot: `metric` given as 'SPLIT:NAME', else the
+    """The (dataset/split, metric) to plot: `metric` given as 'DATASET/SPLIT:NAME', else the
     preferred metric (person_iou, then miou) on the split most models report."""
     if metric:
-        if ":" not in metric:
-            raise ConfigError(f"--metric: expected DATASET/SPLIT:NAME (e.g. portraits/val:person_iou), got {metric!r}")
-        key = tuple(metric.rsplit(":", 1))
+        key = _parse(metric)
         if not any(accuracy_of(m, key) is not None for m in result.models):
             raise ConfigError(f"--metric {metric}: no model carries it in its metadata")
         return key
