@@ -26,6 +26,7 @@ from mobile_seg.errors import ConfigError
 
 REFINE_MODES = ("guided", "none")
 DEFAULT_SMOOTHING = 0.6
+DEFAULT_MOTION = 0.5
 MAX_DELAY = 10
 FEATHER_HALF_WIDTH = 0.2  # the alpha ramp spans threshold ± this (0.3–0.7 at 0.5)
 # What can change while running (window keys, the served page); see Pipeline.update.
@@ -69,7 +70,7 @@ class Settings:
     min_area: float = 0.0
     smoothing: float = DEFAULT_SMOOTHING
     confidence_weighted: bool = True
-    motion: float = 0.0
+    motion: float = DEFAULT_MOTION
     refine: str = "guided"
     every: int = 1
     reuse: str = "hold"

@@ -3,7 +3,8 @@
 The probability map is thresholded and split into connected components (8-connected);
 components smaller than `min_area` (a fraction of the frame) are dropped as specks, then
 `mode` keeps every remaining person (``all``), the largest one (``largest``) or the one
-whose centroid is nearest the frame centre (``center``). Dropped components are zeroed in
+whose centroid is nearest the frame centre (``center``; among components at least a
+quarter the size of the largest, so a stray speck near the centre never wins). Dropped components are zeroed in
 the probability map (with a 2-pixel margin, so their soft rim goes too); kept ones keep
 their soft edges for the feathered alpha.
 """
@@ -16,6 +17,7 @@ from mobile_seg.errors import ConfigError
 
 SUBJECT_MODES = ("all", "largest", "center")
 DROP_MARGIN_PX = 2
+CENTER_MIN_SHARE = 0.25  # `center` considers components at least this share of the largest
 
 
 def check_subject(mode: str, threshold: float, min_area: float) -> None:
@@ -44,10 +46,11 @@ def kept_components(prob: np.ndarray, mode: str = "all", threshold: float = 0.5,
         keep[candidates] = True
     elif mode == "largest":
         keep[candidates[np.argmax(areas[candidates - 1])]] = True
-    else:
+    else:  # a speck near the centre must not win over the person: only sizeable components compete
+        sizeable = candidates[areas[candidates - 1] >= CENTER_MIN_SHARE * areas[candidates - 1].max()]
         h, w = prob.shape
-        d = np.hypot(centroids[candidates, 0] - (w - 1) / 2, centroids[candidates, 1] - (h - 1) / 2)
-        keep[candidates[np.argmin(d)]] = True
+        d = np.hypot(centroids[sizeable, 0] - (w - 1) / 2, centroids[sizeable, 1] - (h - 1) / 2)
+        keep[sizeable[np.argmin(d)]] = True
     return labels, keep
 
 

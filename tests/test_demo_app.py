@@ -27,6 +27,11 @@ def model_path(shared_data) -> Path:
 
 
 @pytest.fixture(scope="module")
+def model(model_path):
+    return demo.app.load_model(model_path)
+
+
+@pytest.fixture(scope="module")
 def video(shared_data) -> Path:
     return shared_data / "videos" / "asl_again.mkv"
 
@@ -328,6 +333,57 @@ def test_run_demo_raises_typed_errors(tmp_path, model_path, classifier_tflite):
                              output=str(tmp_path / "o.png"), window=False))
     with pytest.raises(ConfigError):
         run_demo(DemoOptions(image="x.jpg", model=str(model_path), output=str(tmp_path / "o.gif"), window=False))
+
+
+def test_image_output_needs_no_display(monkeypatch, tmp_path, model_path, portrait):
+    """--image with --output writes the picture without --no-window and without a display."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "o.png"
+    res = cli("--image", portrait[0], "--output", out, "--model", model_path)
+    assert res.exit_code == 0, res.stderr
+    assert cv2.imread(str(out)).shape == (640, 480, 3)
+
+
+def test_video_background_replaces_frame_by_frame(tmp_path, model_path, video):
+    """A looping video background: frame t of the output shows frame t mod n of the clip."""
+    clip = tmp_path / "bg.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    for c in colours:
+        writer.write(np.full((120, 160, 3), c, np.uint8))
+    writer.release()
+    out = tmp_path / "o.avi"
+    res = cli("--video", video, "--output", out, "--model", model_path, "--effect", "replace",
+              "--background", clip, "--max-frames", "7", "--no-window")
+    assert res.exit_code == 0, res.stderr
+    cap = cv2.VideoCapture(str(out))
+    seen = []
+    for _ in range(7):
+        ok, frame = cap.read()
+        corner = frame[:100, 540:].reshape(-1, 3).mean(axis=0)  # background, right of the person
+        seen.append(int(np.argmin([np.abs(corner - c).sum() for c in colours])))
+    assert seen == [0, 1, 2, 0, 1, 2, 0]
+
+
+def test_live_update_validates_before_changing_anything(model):
+    pipe = Pipeline(model, Settings())
+    before = pipe.state()
+    for bad, message in [({"threshold": 0.0}, "--threshold"), ({"effect": "replace"}, "needs --background"),
+                         ({"smoothing": 0.2, "subject": "tallest"}, "--subject"), ({"every": 2}, "cannot change")]:
+        with pytest.raises(ConfigError, match=message):
+            pipe.update(bad)
+        assert pipe.state() == before
+    state = pipe.update({"smoothing": 0.8, "motion": 0.0, "subject": "largest", "strength": 5})
+    assert (state["smoothing"], state["motion"], state["subject"], state["strength"]) == (0.8, 0.0, "largest", 5)
+    assert pipe.smoother.smoothing == 0.8 and pipe.smoother.motion == 0.0 and pipe.effect.strength == 5
+
+
+def test_delay_shows_the_frame_of_n_calls_ago(model):
+    pipe = Pipeline(model, Settings(delay=2))
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)]
+    shown = [int(pipe.process(f).frame[0, 0, 0]) for f in frames]
+    assert shown == [0, 0, 0, 40, 80]
 
 
 def test_settings_toggles_cycle_effects(model_path):

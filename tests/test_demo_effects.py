@@ -125,3 +125,60 @@ def test_effect_settings_are_checked():
         Effect("sepia")
     with pytest.raises(ConfigError, match="blur-strength"):
         Effect("blur", -1)
+
+
+# --- video backgrounds -------------------------------------------------------------------
+COLOURS = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255)]
+
+
+@pytest.fixture
+def colour_clip(tmp_path):
+    """A 5-frame MJPG clip, one solid colour per frame (BGR)."""
+    path = tmp_path / "colours.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for c in COLOURS:
+        writer.write(np.full((48, 64, 3), c, np.uint8))
+    writer.release()
+    return path
+
+
+def nearest_colour(image: np.ndarray) -> int:
+    mean = image.reshape(-1, 3).mean(axis=0)
+    return int(np.argmin([np.abs(mean - c).sum() for c in COLOURS]))
+
+
+def test_video_background_loops_frame_by_frame(colour_clip):
+    from demo.effects import VideoBackground, load_background
+
+    bg = load_background(colour_clip)
+    assert isinstance(bg, VideoBackground)
+    try:
+        seq = [nearest_colour(bg.frame((30, 40))) for _ in range(12)]
+        assert seq == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
+        assert bg.frame((30, 40)).shape == (30, 40, 3)
+        assert bg.frame((96, 64)).shape == (96, 64, 3)  # a new size restarts the reader for it
+    finally:
+        bg.close()
+
+
+def test_replace_effect_with_a_video_background(colour_clip):
+    from demo.effects import load_background
+
+    effect = Effect("replace", background=load_background(colour_clip))
+    frame = np.full((60, 80, 3), 128, np.uint8)
+    alpha = np.zeros((60, 80), np.float32)
+    try:
+        assert [nearest_colour(effect.apply(frame, alpha)) for _ in range(6)] == [0, 1, 2, 3, 4, 0]
+    finally:
+        effect.background.close()
+
+
+def test_background_errors(tmp_path):
+    from demo.effects import load_background
+
+    with pytest.raises(ConfigError, match="background not found"):
+        load_background(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    with pytest.raises(ConfigError, match="cannot read background"):
+        load_background(junk)
