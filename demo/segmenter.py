@@ -23,64 +23,28 @@ import cv2
 import numpy as np
 
 from mobile_seg.errors import ConfigError
+from mobile_seg.spec import RESIZE_RULES, Fit, InputSpec, SpecError
 
-RESIZE_MODES = ("stretch", "letterbox", "crop")
+RESIZE_MODES = RESIZE_RULES
 REUSE_MODES = ("hold", "shift")
 
 
-@dataclass(frozen=True)
-class Fit:
-    """Where the frame lies in the model input: the scaled frame is (sh, sw) pixels, placed
-    at (oy, ox) in the input (negative for crop, positive for letterbox padding)."""
-
-    mode: str
-    frame_hw: tuple[int, int]
-    scaled_hw: tuple[int, int]
-    offset: tuple[int, int]
-
-
 def plan_fit(frame_hw: tuple[int, int], input_hw: tuple[int, int], mode: str) -> Fit:
-    """The placement of a frame of `frame_hw` into a model input of `input_hw`."""
-    fh, fw = frame_hw
-    ih, iw = input_hw
-    if mode == "stretch":
-        return Fit(mode, (fh, fw), (ih, iw), (0, 0))
-    if mode not in RESIZE_MODES:
-        raise ConfigError(f"unknown resize mode {mode!r}; expected one of {', '.join(RESIZE_MODES)}")
-    scale = min(ih / fh, iw / fw) if mode == "letterbox" else max(ih / fh, iw / fw)
-    sh, sw = max(1, round(fh * scale)), max(1, round(fw * scale))
-    return Fit(mode, (fh, fw), (sh, sw), ((ih - sh) // 2, (iw - sw) // 2))
+    """The placement of a frame of `frame_hw` into a model input of `input_hw` (`InputSpec.plan_fit`)."""
+    try:
+        return InputSpec(*input_hw).plan_fit(frame_hw, mode)
+    except SpecError as e:
+        raise ConfigError(str(e)) from None
 
 
 def fit_frame(frame: np.ndarray, fit: Fit, input_hw: tuple[int, int], pad_value: float = 0.0) -> np.ndarray:
-    """Resize/pad/crop `frame` (H, W, 3 uint8) to the model input size by `fit`."""
-    ih, iw = input_hw
-    sh, sw = fit.scaled_hw
-    scaled = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
-    if fit.mode == "stretch":
-        return scaled
-    oy, ox = fit.offset
-    if fit.mode == "letterbox":
-        value = [float(pad_value)] * 3
-        return cv2.copyMakeBorder(scaled, oy, ih - sh - oy, ox, iw - sw - ox,
-                                  cv2.BORDER_CONSTANT, value=value)
-    return scaled[-oy:-oy + ih, -ox:-ox + iw]
+    """Resize/pad/crop `frame` (H, W, 3 uint8) to the model input size by `fit` (`InputSpec.fit`)."""
+    return InputSpec(*input_hw, mean=pad_value).fit(frame, fit)
 
 
 def unfit_map(prob: np.ndarray, fit: Fit, out_hw: tuple[int, int]) -> np.ndarray:
-    """Map a model-resolution map back onto the frame, resized to `out_hw` (h, w)."""
-    oh, ow = out_hw
-    sh, sw = fit.scaled_hw
-    if fit.mode == "letterbox":
-        oy, ox = fit.offset
-        prob = prob[oy:oy + sh, ox:ox + sw]
-    elif fit.mode == "crop":
-        oy, ox = -fit.offset[0], -fit.offset[1]
-        ih, iw = prob.shape[:2]
-        prob = cv2.copyMakeBorder(prob, oy, sh - ih - oy, ox, sw - iw - ox, cv2.BORDER_REPLICATE)
-    if prob.shape[:2] == (oh, ow):
-        return np.ascontiguousarray(prob)
-    return cv2.resize(prob, (ow, oh), interpolation=cv2.INTER_LINEAR)
+    """Map a model-resolution map back onto the frame, resized to `out_hw` (`InputSpec.map_back`)."""
+    return InputSpec(*prob.shape[:2]).map_back(prob, fit, out_hw)
 
 
 def estimate_shift(prev_grey: np.ndarray, grey: np.ndarray, prob: np.ndarray,
@@ -147,6 +111,8 @@ class Segmenter:
             raise ConfigError(f"unknown resize mode {self.resize!r}; expected one of {', '.join(RESIZE_MODES)}")
         self.rgb = str(spec.get("color", "RGB")).upper() == "RGB"
         self.pad_value = float(np.mean(spec.get("mean", [0.0, 0.0, 0.0])))
+        self.input = InputSpec(*model.input_size, mean=spec.get("mean", 0.0), std=spec.get("std", 1.0),
+                               resize=self.resize)
         self.every = every
         self.reuse = reuse
         self.input_hw = model.input_size
@@ -168,9 +134,9 @@ class Segmenter:
     def model_probability(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, Fit]:
         """Person probability at model resolution for a BGR frame, and the fit used."""
         hw = frame_bgr.shape[:2]
-        if self._fit is None or self._fit.frame_hw != hw:
-            self._fit = plan_fit(hw, self.input_hw, self.resize)
-        x = fit_frame(frame_bgr, self._fit, self.input_hw, self.pad_value)
+        if self._fit is None or self._fit.image_hw != hw:
+            self._fit = self.input.plan_fit(hw)
+        x = self.input.fit(frame_bgr, self._fit)
         if self.rgb:
             x = cv2.cvtColor(x, cv2.COLOR_BGR2RGB)
         return self.model.person_probability(x), self._fit
@@ -191,7 +157,7 @@ class Segmenter:
         t0 = time.perf_counter()
         prob, fit = self.model_probability(frame_bgr)
         ms = (time.perf_counter() - t0) * 1000.0
-        prob = unfit_map(np.clip(prob, 0.0, 1.0), fit, tuple(out_hw))
+        prob = self.input.map_back(np.clip(prob, 0.0, 1.0), fit, tuple(out_hw))
         self._last = prob
         self._last_grey = grey
         self._count = 1
