@@ -26,3 +26,8 @@ pip install -q -r requirements.txt
 pip install -q --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1
 pip install -q --no-deps -e .
 mobile-seg --version
+
+# MediaPipe Tasks (the client test, tests/test_mediapipe.py) in its own venv: in ours it would
+# upgrade absl-py and add a second cv2. Offline after this; the test runs a script in it.
+[ -x .venv-mediapipe/bin/python ] || "$PY" -m venv .venv-mediapipe
+.venv-mediapipe/bin/pip install -q mediapipe==1.2.3
