@@ -18,7 +18,7 @@ from mobile_seg.bench.results import BenchResult, ModelResult
 from mobile_seg.bench.stats import pareto_front
 from mobile_seg.errors import ConfigError
 from mobile_seg.io_utils import atomic_path
-from mobile_seg.spec import SpecError, metric_value, parse_metric
+from mobile_seg.spec import METRIC_NAMES, SpecError, metric_value, parse_metric
 
 PREFERRED_METRICS = ("person_iou", "miou")
 
@@ -48,7 +48,8 @@ def check_metric(metric: str, files, plot_path=None) -> tuple[str, str]:
             metrics = record_metrics(read_record(content)) if is_tflite(content) else {}
         except (OSError, ValueError):
             continue  # the bench itself reports unreadable files
-        carried |= {f"{k}:{n}" for k, v in metrics.items() for n in v if metric_value(metrics, k, n) is not None}
+        carried |= {f"{k}:{n}" for k, v in metrics.items() for n in v
+                    if n in METRIC_NAMES and metric_value(metrics, k, n) is not None}
     if f"{key[0]}:{key[1]}" not in carried:
         have = ", ".join(sorted(carried)[:6]) or "none"
         raise ConfigError(f"--metric {metric}: no model carries it in its metadata (they carry: {have})")
