@@ -26,6 +26,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -104,7 +105,7 @@ class ExportResult:
         lines = []
         for f in self.files:
             c = f.census
-            lines.append(f"{f.variant:<9} {f.path}  {f.size_bytes / 1e6:7.2f} MB  io={f.io_type:<5} "
+            lines.append(f"{f.variant:<9} {f.path}  {f.size_bytes / 2**20:7.2f} MiB  io={f.io_type:<5} "
                          f"ops int8/float {c['int8']}/{c['float']}  quantize/dequantize "
                          f"{c['quantize']}/{c['dequantize']}  ({f.seconds:.0f} s)")
         for variant, why in self.skipped.items():
@@ -510,6 +511,13 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
         census = op_census(data_bytes).to_dict()
         result.files.append(ExportedFile(variant, path, len(data_bytes), time.perf_counter() - start,
                                          vspec.io_type, census, meta))
+        print(f"[{n}/{len(todo)}] wrote {path.name}: {len(data_bytes) / 2**20:.2f} MiB in "
+              f"{time.perf_counter() - start:.0f} s", file=stream, flush=True)
+        if variant in QUANTIZED_VARIANTS:
+            from converters.xnnpack import xnnpack_problem
+            problem = xnnpack_problem(path)
+            if problem:  # the file is kept: LiteRT's reference kernels run it (the report does)
+                print(f"warning: {path.name}: {problem}", file=stream, flush=True)
     return result
 
 
@@ -521,3 +529,35 @@ def _labels(data, config) -> list[str]:
             return names
     from mobile_seg.data.palette import default_class_names
     return default_class_names(config.num_classes)
+
+
+INCOMPLETE_FILE = "INCOMPLETE"
+
+
+@contextlib.contextmanager
+def export_session(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold OUT for one export (+ report): locked, and marked by an INCOMPLETE file until the
+    block ends without error, so that a stopped or failed export never looks finished.
+    SIGINT/SIGTERM stop it cleanly (one line, exit 130/143)."""
+    from mobile_seg.io_utils import check_output_path
+    from mobile_seg.locks import folder_lock, note_stale
+    from mobile_seg.signals import stop_on_signals
+    out_dir = check_output_path(out_dir, "dir")
+    marker = out_dir / INCOMPLETE_FILE
+    with folder_lock(out_dir, "mobile-seg export") as lock, stop_on_signals(
+            f"export stopped; {out_dir} is incomplete (see its {INCOMPLETE_FILE} file); rerun the same command"):
+        note_stale(lock)
+        created = not out_dir.exists()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("An export into this folder was started and has not finished (stopped, failed or "
+                          "still running): its .tflite files may be missing, and their metadata and "
+                          "report.json may lack the accuracy figures. Rerun the export command.\n")
+        try:
+            yield out_dir
+        except BaseException:
+            if [p.name for p in out_dir.iterdir()] == [INCOMPLETE_FILE]:  # nothing written yet
+                marker.unlink()
+                if created:
+                    out_dir.rmdir()
+            raise
+        marker.unlink(missing_ok=True)

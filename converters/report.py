@@ -177,9 +177,12 @@ def build_report(files: list, data, *, float_model=None, config=None, qat_model=
 
     fp32_size = os.path.getsize(paths["fp32"]) if "fp32" in paths else None
     flags = []
+    from converters.xnnpack import xnnpack_problem
+    xnnpack = {variant: xnnpack_problem(path) for variant, path in paths.items()}
     for variant, path in paths.items():
-        log(f"scoring {variant} ({path.name}) on {split} ...")
-        tfl = TFLiteModel(path)
+        kernels = "" if xnnpack[variant] is None else " with LiteRT's reference kernels (not XNNPACK)"
+        log(f"scoring {variant} ({path.name}) on {split}{kernels} ...")
+        tfl = TFLiteModel(path, xnnpack=xnnpack[variant] is None)
         tfl.source = str(path)
         res = evaluate(data, split, predictor=tfl, progress=False, limit=limit)
         census = tfl.op_census()
@@ -199,11 +202,16 @@ def build_report(files: list, data, *, float_model=None, config=None, qat_model=
         if variant in QUANTIZED_VARIANTS and census.float_convs:
             row["flag"] = f"{census.float_convs} float convolution(s) in an int8 model"
             flags.append(f"{variant}: {row['flag']}: {census.float_ops}")
+        if xnnpack[variant] is not None:
+            row["xnnpack"] = False
+            row["flag"] = "; ".join(filter(None, [row.get("flag"), "XNNPACK cannot run it"]))
+            flags.append(f"{variant}: {xnnpack[variant]}; scored and timed with LiteRT's reference kernels")
         rows.append(row)
 
     log(f"timing {', '.join(paths)}: {latency_runs} round-robin runs, {threads} thread(s) ...")
     load_before = os.getloadavg()
-    lat = interleaved_latency(paths, runs=latency_runs, threads=threads)
+    lat = interleaved_latency(paths, runs=latency_runs, threads=threads,
+                              xnnpack={v: problem is None for v, problem in xnnpack.items()})
     load_after = os.getloadavg()
     fp32_ms = lat.get("fp32", {}).get("median_ms")
     for row in rows:
@@ -246,14 +254,14 @@ def format_markdown(report: dict) -> str:
     lat = report["latency"]
     h, w = report["input_size"]
     lines = [f"# Export report: {h}x{w}, {report['split']} split of {report['data']}", "",
-             "| variant | size MB | × fp32 | io | mIoU % | person IoU % | drop pt | max abs Δ | "
+             "| variant | size MiB | × fp32 | io | mIoU % | person IoU % | drop pt | max abs Δ | "
              "class flips % | ops int8/float | q/dq | float convs | latency ms (1 thr) | × fp32 |",
              "|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for r in report["rows"]:
         c = r.get("census") or {}
         lines.append("| " + " | ".join([
             r["variant"],
-            _fmt(r.get("size_bytes") and r["size_bytes"] / 1e6, ".2f"),
+            _fmt(r.get("size_bytes") and r["size_bytes"] / 2**20, ".2f"),
             _fmt(r.get("size_ratio_fp32"), ".3f"),
             r.get("io_type", "float32" if r["variant"].startswith("keras") else "–"),
             _fmt(r.get("miou") and 100 * r["miou"], ".2f"),

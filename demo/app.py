@@ -168,6 +168,8 @@ def check_output_path(output: str | None, input_kind: str) -> None:
                           f"in {', '.join(allowed)}", output)
     if Path(output).is_dir():
         raise ConfigError("--output is a directory", output)
+    from mobile_seg.io_utils import check_output_path
+    check_output_path(output, "file")
 
 
 def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:

@@ -42,7 +42,8 @@ def read_run_config(run_dir: str | os.PathLike) -> ModelConfig:
     """RUN_DIR/config.json as a ModelConfig (ModelFileError when RUN_DIR is not a run)."""
     path = Path(run_dir) / CONFIG_FILE
     if not Path(run_dir).is_dir():
-        raise ModelFileError("run directory not found", run_dir)
+        raise ModelFileError("is a file, not a run directory (a `mobile-seg train` --out folder)" if Path(run_dir).exists()
+                             else "run directory not found", run_dir)
     if not path.is_file():
         raise ModelFileError(f"no {CONFIG_FILE}: not a training run directory", run_dir)
     return ModelConfig.load(path)

@@ -24,8 +24,13 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except MobileSegError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"{e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:  # a file we could not read or write (permissions, disk full, ...)
+            if e.filename is None:
+                raise
+            click.echo(f"error: {e.filename}: {e.strerror or e}", err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -49,8 +54,13 @@ def finish_training(result, what: str, out_dir, as_json: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mobile-seg")
-def main() -> None:
+@click.option("--verbose", is_flag=True, envvar="MOBILE_SEG_VERBOSE",
+              help="Also show TensorFlow's and LiteRT's own start-up log lines (hidden by default).")
+def main(verbose: bool) -> None:
     """mobile-seg: person segmentation from data to phone."""
+    if not verbose:
+        from mobile_seg.native_logs import filter_native_logs
+        filter_native_logs()
 
 
 # === data (issue: foundation) ===
@@ -109,16 +119,19 @@ def data_build(dataset, images, masks, num_classes, ignore_label, colour_map, bi
                out, skip_bad, shards):
     """Build DATASET into TFRecords per split + descriptor.json in DIR.
 
-    Refuses (exit 1) when `data check` finds problems, unless --skip-bad.
+    Refuses (exit 2) when `data check` finds problems, unless --skip-bad. Ctrl-C or
+    SIGTERM stops it with nothing written (exit 130/143); a rerun cleans up after a kill.
     """
     from dataclasses import asdict
 
     from mobile_seg.data.check import format_problems
     from mobile_seg.data.tfrecords import build_dataset
+    from mobile_seg.signals import stop_on_signals
 
-    result = build_dataset(dataset, out, images=images, masks=masks, num_classes=num_classes,
-                           ignore_label=ignore_label, colour_map=colour_map, binary=binary,
-                           skip_bad=skip_bad, shards=shards)
+    with stop_on_signals(f"build stopped; nothing was written to {out}; rerun the same command"):
+        result = build_dataset(dataset, out, images=images, masks=masks, num_classes=num_classes,
+                               ignore_label=ignore_label, colour_map=colour_map, binary=binary,
+                               skip_bad=skip_bad, shards=shards)
     if result.skipped:
         click.echo(f"skipped {len(result.report.bad_ids)} bad pair(s); problems:")
         click.echo(format_problems(result.skipped))
@@ -332,6 +345,9 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
               help="Weight of the soft-label loss on examples with a teacher's soft label "
                    "(`mobile-seg label`, then `data build`; default 1).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@click.option("--startup-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
+              metavar="SECONDS", help="multiworker: give up (exit 2) when a TF_CONFIG worker has "
+                                      "not started by then.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 @user_errors
@@ -339,11 +355,13 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
               decoder_output_stride, decoder_channels, num_classes, size, bn_momentum, split, batch_size, steps,
               learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
               base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
-              init_run, data_weights, distill_weight, seed, quiet,
+              init_run, data_weights, distill_weight, seed, startup_timeout, quiet,
               as_json):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
     Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
+    Under --strategy multiworker a signal to any worker stops all of them after the same
+    step, saved. Another process training into the same --out is refused (exit 2).
     """
     from pathlib import Path
     from mobile_seg.train import resolve_configs, train
@@ -359,7 +377,8 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
                   "init_run": _abs_path(init_run), "seed": seed}
     model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
     click.echo(f"model: {model_config.describe()}")
-    result = train(list(data), run_dir, model_config, train_config, progress=not quiet)
+    result = train(list(data), run_dir, model_config, train_config, progress=not quiet,
+                   startup_timeout=startup_timeout)
     finish_training(result, "step", run_dir, as_json)
 
 
@@ -508,21 +527,24 @@ def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_image
     Every file embeds labels, input size and normalisation, output kind and model config.
     With --data: mIoU / person IoU on the val split, drop vs Keras, max |Δ| vs Keras, op
     census and single-thread latency, saved as OUT/report.json and OUT/report.md.
+    Until all of that is written OUT holds an INCOMPLETE file (a stopped or failed export
+    leaves it); another export into OUT meanwhile is refused.
     """
     import io
-    from converters.export import export, parse_input_size
+    from converters.export import export, export_session, parse_input_size
     stream = io.StringIO() if quiet else None
-    result = export(run_dir, qat=qat_dir, out_dir=out_dir, variants=variant,
-                    input_size=parse_input_size(input_size), data=data, calib_images=calib_images,
-                    io_type=io_type, output=output, stream=stream)
-    click.echo(result.format())
-    if data is None or no_report:
-        if as_json:
-            echo_json(result.to_dict())
-        return
-    from converters.report import format_markdown, report_export, write_report
-    report = report_export(result, data, split=split, latency_runs=latency_runs, progress=not quiet)
-    json_path, md_path = write_report(report, out_dir)
+    with export_session(out_dir):
+        result = export(run_dir, qat=qat_dir, out_dir=out_dir, variants=variant,
+                        input_size=parse_input_size(input_size), data=data, calib_images=calib_images,
+                        io_type=io_type, output=output, stream=stream)
+        click.echo(result.format())
+        if data is None or no_report:
+            if as_json:
+                echo_json(result.to_dict())
+            return
+        from converters.report import format_markdown, report_export, write_report
+        report = report_export(result, data, split=split, latency_runs=latency_runs, progress=not quiet)
+        json_path, md_path = write_report(report, out_dir)
     click.echo(format_markdown(report))
     click.echo(f"report: {md_path}, {json_path}")
     if as_json:
@@ -564,6 +586,10 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731
     if use_gpu and use_nnapi:
         raise ConfigError("--use-gpu and --use-nnapi exclude each other")
+    from mobile_seg.io_utils import check_output_path
+    for path in (csv_path, plot_path):  # before any timing: a bad path must not cost a whole bench
+        if path:
+            check_output_path(path, "file")
     if metric:  # before any timing: a bad --metric must not cost a whole bench
         from mobile_seg.bench.plot import check_metric
         check_metric(metric, models, plot_path)

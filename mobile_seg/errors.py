@@ -12,6 +12,7 @@ class MobileSegError(Exception):
     """A user mistake: bad file, bad flag, bad data. `str()` is the one-line message."""
 
     exit_code = 2
+    prefix = "error: "    # what the CLI prints before the message
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         self.path = None if path is None else os.fspath(path)
@@ -33,3 +34,15 @@ class ConfigError(MobileSegError):
 
 class DeviceError(MobileSegError):
     """A camera, video, adb device or other external resource is unusable."""
+
+
+class Stopped(MobileSegError):
+    """SIGINT/SIGTERM stopped a command cleanly; exit code 128 + the signal's number."""
+
+    prefix = ""
+
+    def __init__(self, signal_name: str, what: str):
+        import signal
+        self.signal_name = signal_name
+        self.exit_code = 128 + int(getattr(signal, signal_name))
+        super().__init__(f"{signal_name}: {what}")

@@ -36,7 +36,8 @@ import numpy as np
 from mobile_seg import checkpoint as ckpt_io
 from mobile_seg.config import ModelConfig, TrainConfig
 from mobile_seg.errors import ConfigError, ModelFileError
-from mobile_seg.io_utils import write_json_atomic
+from mobile_seg.io_utils import check_output_path, write_json_atomic
+from mobile_seg.locks import folder_lock, note_stale
 
 QAT_FILE = "qat.json"
 QAT_FORMAT = "mobile-seg-qat/1"
@@ -251,7 +252,8 @@ def calibrate_ranges(qat_model, float_model, images: np.ndarray, batch_size: int
 def read_qat_info(qat_dir: str | os.PathLike) -> dict:
     path = Path(qat_dir) / QAT_FILE
     if not Path(qat_dir).is_dir():
-        raise ModelFileError("QAT directory not found", qat_dir)
+        raise ModelFileError("is a file, not a QAT directory (a `mobile-seg qat` --out folder)" if Path(qat_dir).exists()
+                             else "QAT directory not found", qat_dir)
     if not path.is_file():
         raise ModelFileError(f"no {QAT_FILE}: not a `mobile-seg qat` output directory", qat_dir)
     try:
@@ -324,15 +326,40 @@ def qat_train_config(run_dir, steps: int, learning_rate: float, batch_size: int 
     return base.replace(**changes)
 
 
+def freeze_batchnorm(qat_model) -> int:
+    """Run every BatchNorm of a QAT model on its moving statistics, untrained; return how many.
+
+    The converter folds BN with the moving statistics, and `calibrate_ranges` sets the
+    activation ranges from the float model in inference mode: QAT must train that same
+    graph. In training mode BN normalises with batch statistics instead; where those differ
+    from the moving ones (a run whose statistics have not settled: 20 steps from scratch)
+    the calibrated ranges clip most activations, the first step's gradients reach 1e9, BN
+    gammas and variances explode, and the converted file has requantization scales
+    (input x weight / output scale) up to 1e9 that XNNPACK refuses (it needs < 256).
+    Keras 2 runs a BN layer with trainable=False in inference mode.
+    """
+    import tf_keras
+    n = 0
+    for layer in qat_model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, tf_keras.layers.BatchNormalization):
+            inner.trainable = False
+            n += 1
+    return n
+
+
 def make_model_fn(run_dir, out_dir, data_dir, calib_images: int, log: Callable[[str], None]):
     """The `model_fn` handed to `train`: float run -> quantize -> calibrate (fresh start only)."""
 
     def model_fn(config: ModelConfig):
         if ckpt_io.latest_checkpoint(out_dir):  # resuming: train() restores the QAT checkpoint
-            return build_qat_model(config)
+            qat_model = build_qat_model(config)
+            freeze_batchnorm(qat_model)
+            return qat_model
         from mobile_seg.data.calibration import load_calibration_images
         float_model, _, step = ckpt_io.load_run(run_dir)
         qat_model = quantize(float_model)
+        freeze_batchnorm(qat_model)
         if calib_images > 0:
             images = load_calibration_images(data_dir, config, calib_images, split="train")
             n = calibrate_ranges(qat_model, float_model, images)
@@ -358,6 +385,7 @@ def qat(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | 
     from mobile_seg.train import train
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     stream = stream or sys.stderr
+    check_output_path(out_dir, "dir")
     config = ckpt_io.read_run_config(run_dir)
     source_ckpt = ckpt_io.latest_checkpoint(run_dir)
     if source_ckpt is None:
@@ -378,12 +406,16 @@ def qat(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | 
         if progress:
             print(msg, file=stream, flush=True)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(info_path, {
-        "format": QAT_FORMAT, "source_run": str(run_dir.resolve()),
-        "source_step": ckpt_io.checkpoint_step(source_ckpt), "source_checkpoint": source_ckpt,
-        "steps": tcfg.steps, "learning_rate": tcfg.learning_rate, "batch_size": tcfg.batch_size,
-        "calib_images": int(calib_images), "scheme": "tfmot default 8-bit, per-channel Conv2D and DepthwiseConv2D weights"})
-    model_fn = make_model_fn(run_dir, out_dir, data_dir, calib_images, log)
-    return train(data_dir, out_dir, config, tcfg, progress=progress, stream=stream,
-                 model_fn=model_fn, **train_kwargs)
+    with folder_lock(out_dir, "mobile-seg qat") as lock:  # train() takes it again (re-entrant)
+        if progress:
+            note_stale(lock, stream)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(info_path, {
+            "format": QAT_FORMAT, "source_run": str(run_dir.resolve()),
+            "source_step": ckpt_io.checkpoint_step(source_ckpt), "source_checkpoint": source_ckpt,
+            "steps": tcfg.steps, "learning_rate": tcfg.learning_rate, "batch_size": tcfg.batch_size,
+            "calib_images": int(calib_images), "batchnorm": "frozen (moving statistics)",
+            "scheme": "tfmot default 8-bit, per-channel Conv2D and DepthwiseConv2D weights"})
+        model_fn = make_model_fn(run_dir, out_dir, data_dir, calib_images, log)
+        return train(data_dir, out_dir, config, tcfg, progress=progress, stream=stream,
+                     model_fn=model_fn, **train_kwargs)

@@ -10,13 +10,12 @@ goes to the terminal, scalars and image overlays to RUN_DIR/tensorboard.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import math
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +26,16 @@ import numpy as np
 from mobile_seg import checkpoint as ckpt_io
 from mobile_seg.config import ModelConfig, TrainConfig
 from mobile_seg.errors import ConfigError, DatasetError
-from mobile_seg.io_utils import write_json_atomic
+from mobile_seg import cluster
+from mobile_seg.io_utils import check_output_path, write_json_atomic
+from mobile_seg.locks import folder_lock, note_stale
 from mobile_seg.metrics import ConfusionMatrix
+from mobile_seg.signals import StopFlag, stop_on_signals
 
 IGNORE_LABEL = 255
 PIPELINE_MEAN_STD = (127.5, 127.5)  # what mobile_seg.data.pipeline normalises with
 PREVIEW_IMAGES = 3
+SIGNAL_NAMES = ("SIGINT", "SIGTERM")   # the stop request each step shares between workers
 
 
 @dataclass
@@ -110,13 +113,7 @@ def make_strategy(name: str):
         # No GPU: mirror over the logical CPU devices (one unless configured otherwise).
         return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable "
-                              "(cluster spec and this worker's task); see docs/train.md")
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as e:
-            raise ConfigError(f"TF_CONFIG is not valid JSON ({e})") from None
+        cluster.read_tf_config()  # one clear line for a missing or malformed TF_CONFIG
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -130,35 +127,6 @@ def worker_role(strategy) -> tuple[bool, str]:
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     chief = task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
     return chief, f"{task_type}-{task_id}"
-
-
-# --- stopping on signals ------------------------------------------------------------------
-
-class StopFlag:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (main thread only)."""
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self):
-        self.signal: str | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                sig = getattr(signal, name)
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:  # second Ctrl-C: give up now
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -357,7 +325,8 @@ def stretch_and_augment(ex: dict, index, crop, tc: TrainConfig, seed: int, ignor
 def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config: ModelConfig,
           train_config: TrainConfig, *, progress: bool = True, dataset=None,
           on_step: Callable[[int, float], None] | None = None, stream=None,
-          model_fn: Callable[[ModelConfig], object] | None = None) -> TrainResult:
+          model_fn: Callable[[ModelConfig], object] | None = None,
+          startup_timeout: float = cluster.DEFAULT_STARTUP_TIMEOUT) -> TrainResult:
     """Train (or resume) the model of `model_config` into `run_dir`.
 
     Args:
@@ -368,13 +337,34 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
         on_step: called as on_step(step, loss) after every step (tests, benchmarks).
         model_fn: builds the model instead of `build_model` (inside the strategy scope), with
             its starting weights (QAT: the float run restored, then quantized; mobile_seg.qat).
+        startup_timeout: multiworker: seconds to wait for every TF_CONFIG task to start.
 
     Returns a TrainResult; `interrupted` names the signal when SIGINT/SIGTERM stopped it
-    (a checkpoint of that step has been saved).
+    (a checkpoint of that step has been saved). RUN_DIR is locked while training: a
+    second process writing there is refused with a line naming the first.
     """
     run_dir = Path(run_dir)
-    # The strategy first: MultiWorkerMirroredStrategy must be created before other TF work.
-    strategy_early = make_strategy(train_config.strategy) if train_config.strategy == "multiworker" else None
+    check_output_path(run_dir, "dir")
+    multiworker = train_config.strategy == "multiworker"
+    # Only the chief writes RUN_DIR; the other workers share it (their checkpoints are throw-away).
+    chief = not multiworker or cluster.is_chief(cluster.read_tf_config())
+    with folder_lock(run_dir, "mobile-seg train") if chief else contextlib.nullcontext() as lock:
+        if lock is not None and progress:
+            note_stale(lock, stream)
+        strategy = None
+        if multiworker:  # before other TF work, as MultiWorkerMirroredStrategy needs
+            with stop_on_signals("stopped while waiting for the other workers; nothing was trained"):
+                cluster.wait_for_workers(cluster.read_tf_config(), startup_timeout,
+                                         log=lambda m: print(m, file=stream or sys.stderr, flush=True))
+                strategy = make_strategy("multiworker")
+        with StopFlag() as stop:  # from here on a signal stops after the current step, saved
+            return _train(data_dir, run_dir, model_config, train_config, strategy, stop, progress=progress,
+                          dataset=dataset, on_step=on_step, stream=stream, model_fn=model_fn)
+
+
+def _train(data_dir, run_dir: Path, model_config: ModelConfig, train_config: TrainConfig, strategy,
+           stop: StopFlag, *, progress, dataset, on_step, stream, model_fn) -> TrainResult:
+    """`train` once RUN_DIR is locked and the strategy (multiworker) exists."""
     check_inputs(data_dir, run_dir, model_config, train_config)
     data_dir = data_dirs(data_dir)
 
@@ -383,7 +373,7 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
     from mobile_seg.losses import pixel_cross_entropy, soft_label_loss
     from mobile_seg.model import build_model
 
-    strategy = strategy_early or make_strategy(train_config.strategy)
+    strategy = strategy or make_strategy(train_config.strategy)
     is_chief, role = worker_role(strategy)
     out = Progress(0, train_config.steps, train_config.log_every, enabled=progress and is_chief, stream=stream)
     tf_keras.utils.set_random_seed(train_config.seed)
@@ -470,10 +460,15 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
         return data_loss, counts
 
     @tf.function
-    def train_step(batch):
+    def train_step(batch, stop_request):
         loss, counts = strategy.run(replica_step, args=tuple(batch))
+        # Summed over every replica of every worker: all of them see a signal that reached
+        # any one, after the same step, and stop there together (a lone worker saving
+        # while the others run the next step mismatches their collectives).
+        stops = strategy.run(tf.identity, args=(stop_request,))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None))
+                strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, stops, axis=None))
 
     # --- logging ---
     if is_chief:
@@ -498,61 +493,67 @@ def train(data_dir: str | os.PathLike, run_dir: str | os.PathLike, model_config:
     timed_s = 0.0
     loss = float("nan")
     cm = ConfusionMatrix(num_classes)
+    stopped_by = None
+    strategy_name = train_config.strategy
     out.start(start)
     try:
-        with StopFlag() as stop:
-            while step < train_config.steps:
-                batch = next(iterator)
-                if preview is None and is_chief and train_config.strategy != "multiworker":
-                    preview = _first_replica_numpy(strategy, batch)
-                loss_t, counts_t = train_step(batch)
-                loss = float(loss_t.numpy())
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss} at step {step + 1}; "
-                                             f"lower --learning-rate")
-                step += 1
-                now = time.perf_counter()
-                if t_prev is not None:  # the first step includes tracing: not timed
-                    times.append(now - t_prev)
-                    timed_s += now - t_prev
-                    images_done += global_batch
-                t_prev = now
-                window.append(counts_t.numpy())
-                cm.reset()
-                for c in window:
-                    cm.add_counts(c)
-                ips = global_batch * len(times) / sum(times) if times else float("nan")
-                eta = (train_config.steps - step) * (sum(times) / len(times)) if times else float("nan")
-                miou = cm.miou()
-                result.step, result.loss, result.running_miou = step, loss, miou
-                result.images_per_sec = images_done / timed_s if timed_s else float("nan")
-                result.wall_s = time.perf_counter() - t_start
-                out.update(step, loss, miou, ips, eta)
-                if on_step is not None:
-                    on_step(step, loss)
-                if step % train_config.log_every == 0 or step == train_config.steps:
-                    result.history.append((step, loss))
+        while step < train_config.steps:
+            batch = next(iterator)
+            if preview is None and is_chief and train_config.strategy != "multiworker":
+                preview = _first_replica_numpy(strategy, batch)
+            loss_t, counts_t, stops_t = train_step(batch, tf.constant(
+                [stop.signal == name for name in SIGNAL_NAMES], tf.int32))
+            loss = float(loss_t.numpy())
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {step + 1}; "
+                                         f"lower --learning-rate")
+            step += 1
+            now = time.perf_counter()
+            if t_prev is not None:  # the first step includes tracing: not timed
+                times.append(now - t_prev)
+                timed_s += now - t_prev
+                images_done += global_batch
+            t_prev = now
+            window.append(counts_t.numpy())
+            cm.reset()
+            for c in window:
+                cm.add_counts(c)
+            ips = global_batch * len(times) / sum(times) if times else float("nan")
+            eta = (train_config.steps - step) * (sum(times) / len(times)) if times else float("nan")
+            miou = cm.miou()
+            result.step, result.loss, result.running_miou = step, loss, miou
+            result.images_per_sec = images_done / timed_s if timed_s else float("nan")
+            result.wall_s = time.perf_counter() - t_start
+            out.update(step, loss, miou, ips, eta)
+            if on_step is not None:
+                on_step(step, loss)
+            if step % train_config.log_every == 0 or step == train_config.steps:
+                result.history.append((step, loss))
+                with writer.as_default(step=step):
+                    tb_scalar("loss", loss)
+                    tb_scalar("running_miou", miou)
+                    tb_scalar("learning_rate", float(poly_learning_rate(step, train_config)))
+                    if math.isfinite(ips):
+                        tb_scalar("images_per_sec", ips)
+            if step % train_config.checkpoint_every == 0 or step == train_config.steps:
+                result.checkpoint = save(step)
+                if is_chief and preview is not None and train_config.strategy != "multiworker":
+                    # (multiworker: a forward pass outside strategy.run would wait on
+                    # collectives the other workers never join)
                     with writer.as_default(step=step):
-                        tb_scalar("loss", loss)
-                        tb_scalar("running_miou", miou)
-                        tb_scalar("learning_rate", float(poly_learning_rate(step, train_config)))
-                        if math.isfinite(ips):
-                            tb_scalar("images_per_sec", ips)
-                if step % train_config.checkpoint_every == 0 or step == train_config.steps:
-                    result.checkpoint = save(step)
-                    if is_chief and preview is not None and train_config.strategy != "multiworker":
-                        # (multiworker: a forward pass outside strategy.run would wait on
-                        # collectives the other workers never join)
-                        with writer.as_default(step=step):
-                            _image_summary(model, preview, model_config)
-                    writer.flush()
-                if stop.signal:
-                    break
-            if stop.signal and step < train_config.steps:
-                if step % train_config.checkpoint_every != 0:
-                    result.checkpoint = save(step)
-                result.interrupted = stop.signal
-                out.write(f"{stop.signal}: saved checkpoint at step {step}; rerun the same command to resume")
+                        _image_summary(model, preview, model_config)
+                writer.flush()
+            stops = stops_t.numpy()
+            if stops.any() or (stop.signal and strategy_name != "multiworker"):
+                stopped_by = stop.signal or SIGNAL_NAMES[int(np.argmax(stops))]
+                break
+        if stopped_by and step < train_config.steps:
+            if step % train_config.checkpoint_every != 0:
+                result.checkpoint = save(step)
+            result.interrupted = stopped_by
+            who = "" if stop.signal else " (sent to another worker)"
+            out.write(f"{stopped_by}{who}: saved checkpoint at step {step}; rerun the same command "
+                      f"{'on every worker ' if strategy_name == 'multiworker' else ''}to resume")
     finally:
         out.close()
         writer.flush()

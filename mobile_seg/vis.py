@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from mobile_seg.errors import DatasetError
-from mobile_seg.io_utils import atomic_path
+from mobile_seg.io_utils import atomic_path, check_output_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SEPARATOR_PX = 4
@@ -87,6 +87,7 @@ def visualize(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, run=
     from mobile_seg.data.palette import colorize, overlay, save_index_png
     from mobile_seg.evaluate import load_predictor, predict_mask
 
+    check_output_path(out_dir, "dir")
     files = list_images(images_dir)[:limit] if limit else list_images(images_dir)
     if masks_dir is not None and not Path(masks_dir).is_dir():
         raise DatasetError("masks folder not found", masks_dir)

@@ -106,7 +106,7 @@ def test_round_trip_exact_bytes_and_pixels(shared_data, built_portraits):
 def test_binary_maps_255_to_1(shared_data, tmp_path):
     root = tmp_path / "selfies"
     copy_voc(shared_data / "selfies", root, 4, 2)
-    assert build_cli(root, "--out", tmp_path / "refused").exit_code == 1
+    assert build_cli(root, "--out", tmp_path / "refused").exit_code == 2
     assert not (tmp_path / "refused").exists()
     result = build_cli(root, "--out", tmp_path / "out", "--binary")
     assert result.exit_code == 0, result.output
@@ -121,7 +121,7 @@ def test_refuses_dataset_with_problems(voc, tmp_path):
     bad = root / "SegmentationClass" / f"{ids['train'][0]}.png"
     bad.unlink()
     result = build_cli(root, "--out", tmp_path / "out")
-    assert result.exit_code == 1
+    assert result.exit_code == 2   # a refused command is a user error, like a bad flag
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:")
     assert "1 problem(s)" in lines[0] and "mobile-seg data check" in lines[0] and "--skip-bad" in lines[0]
@@ -208,7 +208,7 @@ def test_refusal_is_a_dataset_problems_error(voc, tmp_path):
     (root / "ImageSets/Segmentation/val.txt").write_text("")
     with pytest.raises(DatasetProblems) as err:
         build_dataset(root, tmp_path / "out")
-    assert err.value.exit_code == 1
+    assert err.value.exit_code == 2
     result = build_dataset(root, tmp_path / "out", skip_bad=True)
     assert list(result.descriptor["splits"]) == ["train"]
     assert [p.kind for p in result.skipped] == ["empty-split"]

@@ -125,9 +125,11 @@ def _losses(text: str) -> dict[int, float]:
 
 def test_sigterm_saves_a_checkpoint_and_rerun_resumes(four_portraits, tmp_path):
     run = tmp_path / "run"
+    # --steps far beyond what it can reach before the signal (no race with the end of
+    # training); the rerun then asks for 10 more steps than the stop.
     args = [*MOBILE_SEG, "train", "--data", four_portraits, "--out", run, "--alpha", "0.35",
-            "--crop-size", "64", "--batch-size", "4", "--steps", "40", "--log-every", "1",
-            "--checkpoint-every", "1000", "--warmup-steps", "0", "--learning-rate", "0.05",
+            "--crop-size", "64", "--batch-size", "4", "--steps", "100000", "--log-every", "1",
+            "--checkpoint-every", "100000", "--warmup-steps", "0", "--learning-rate", "0.05",
             "--min-scale", "1", "--max-scale", "1", "--no-jitter"]
     args = [str(a) for a in args]
     proc = subprocess.Popen(args, cwd=REPO, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -146,19 +148,21 @@ def test_sigterm_saves_a_checkpoint_and_rerun_resumes(four_portraits, tmp_path):
     saved = re.search(r"SIGTERM: saved checkpoint at step (\d+)", first_log)
     assert saved, first_log[-2000:]
     stop_step = int(saved.group(1))
-    assert 15 <= stop_step < 40
+    assert 15 <= stop_step < 100000
     assert (run / "checkpoints" / f"ckpt-{stop_step}.index").is_file()
 
+    end = stop_step + 10
+    args[args.index("100000")] = str(end)   # --steps (the first "100000")
     again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming {run} from step {stop_step}" in again.stderr
     before, after = _losses(first_log), _losses(again.stderr)
     assert sorted(before) == list(range(1, stop_step + 1))
-    assert sorted(after) == list(range(stop_step + 1, 41))   # the curve continues where it stopped
+    assert sorted(after) == list(range(stop_step + 1, end + 1))   # the curve continues where it stopped
     # resumed weights, not a fresh start: the loss goes on from its level before the stop
     assert np.mean([after[s] for s in sorted(after)[:5]]) < 0.8 * np.mean([before[s] for s in range(1, 6)])
     summary = json.loads((run / "train_summary.json").read_text())
-    assert summary["step"] == 40 and [s["start_step"] for s in summary["sessions"]] == [0, stop_step]
+    assert summary["step"] == end and [s["start_step"] for s in summary["sessions"]] == [0, stop_step]
 
 
 # --- bad input: one clear line, non-zero exit ------------------------------------------------------

@@ -90,9 +90,8 @@ class CheckReport:
 
 
 class DatasetProblems(DatasetError):
-    """The dataset failed its check (exit code 1: the data, not the command, is wrong)."""
-
-    exit_code = 1
+    """The dataset failed its check: `data build` refuses it (exit code 2, a user error;
+    `data check` itself reports problems with exit code 1, its verdict)."""
 
 
 class BadFile(Exception):

@@ -30,7 +30,8 @@ from mobile_seg.data.check import (CheckReport, DatasetProblems, MaskOptions, Pr
 from mobile_seg.data.palette import VOC_PALETTE, default_class_names
 from mobile_seg.data.voc import Source, discover
 from mobile_seg.errors import ConfigError, DatasetError
-from mobile_seg.io_utils import atomic_dir, write_json_atomic
+from mobile_seg.io_utils import atomic_dir, check_output_path, write_json_atomic
+from mobile_seg.locks import folder_lock
 
 SHARD_BYTES = 64 << 20  # --shards auto: about this much image data per shard
 
@@ -61,6 +62,7 @@ def build_dataset(dataset: str | os.PathLike | None, out: str | os.PathLike, *, 
     options = mask_options(num_classes, ignore_label, colour_map, binary)
     n_shards = _parse_shards(shards)
     out = Path(out)
+    check_output_path(out, "dir")
     _refuse_foreign_dir(out)
     source = discover(dataset, images, masks)
     report = check_source(source, options, workers=workers)
@@ -80,7 +82,9 @@ def build_dataset(dataset: str | os.PathLike | None, out: str | os.PathLike, *, 
 
     workers = workers or min(8, os.cpu_count() or 1)
     written: dict[str, dict] = {}
-    with atomic_dir(out) as tmp, ThreadPoolExecutor(max_workers=workers) as pool:
+    # One build per folder; temps of a killed build (SIGKILL) go before this one starts.
+    with folder_lock(out, "mobile-seg data build"), atomic_dir(out, clean_stale=True) as tmp, \
+            ThreadPoolExecutor(max_workers=workers) as pool:
         for split in sorted(splits, key=lambda s: s == "trainval"):  # trainval after its parts
             ids = splits[split]
             parts = _union_of_other_splits(split, ids, splits)
