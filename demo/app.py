@@ -11,10 +11,13 @@ delivering frames ends the loop cleanly: the output is finalised and the result 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -320,7 +323,11 @@ def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] |
             log(f"serving {server.url} (stream: {server.url}stream.mjpg)")
         # Live outputs of a file or an image play at the source's rate, not as fast as possible.
         period = 1.0 / fps if live and source.kind != "camera" else 0.0
-        end_reason = _loop(source, pipeline, sinks, times, o, window, period, controls)
+        ahead = SegmentAhead(source, pipeline)
+        try:
+            end_reason = _loop(ahead, pipeline, sinks, times, o, window, period, controls)
+        finally:
+            ahead.close()
         output_frames = sinks[0].finish() if o.output is not None else None
         for sink in sinks[1:] if o.output is not None else sinks:
             sink.finish()
@@ -349,7 +356,57 @@ def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] |
         source_dropped=source.dropped, served=served, virtual_camera=vcam)
 
 
-def _loop(source: FrameSource, pipeline: Pipeline, sinks: list, times: StageTimes, o: DemoOptions,
+class SegmentAhead:
+    """Reads the source and runs stage 1 (`Pipeline.segment`: resize + model) in a worker
+    thread, one frame ahead of the loop: the model (which releases the GIL) overlaps the
+    previous frame's post-processing, compositing and output. Frames stay paired with
+    their own masks; `read()` returns (Frame, Segmented), or None at the end."""
+
+    def __init__(self, source: FrameSource, pipeline: Pipeline):
+        self.source = source
+        self._pipeline = pipeline
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="segment-ahead", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    break
+                self._put((frame, self._pipeline.segment(frame.image)))
+        except BaseException as e:  # re-raised in the loop's thread by read()
+            self._error = e
+        self._put(None)
+
+    def read(self):
+        item = self._queue.get()
+        if item is None:
+            self._queue.put(None)  # stay at the end for later reads
+            if self._error is not None:
+                raise self._error
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join(timeout=5.0)
+
+
+def _loop(ahead: SegmentAhead, pipeline: Pipeline, sinks: list, times: StageTimes, o: DemoOptions,
           window: bool, period: float, controls=None) -> str:
     """Process frames until the source ends, --max-frames, a quit key or a signal.
 
@@ -376,11 +433,11 @@ def _loop(source: FrameSource, pipeline: Pipeline, sinks: list, times: StageTime
                 next_due = max(next_due + period, time.perf_counter())
                 time.sleep(max(0.0, next_due - time.perf_counter()))
             t0 = time.perf_counter()
-            frame = source.read()
+            item = ahead.read()
             times.add("wait", (time.perf_counter() - t0) * 1000.0)
-            if frame is None:
-                return source.end_reason or "end of input"
-            result = pipeline.process(frame.image, times)
+            if item is None:
+                return ahead.source.end_reason or "end of input"
+            result = pipeline.process(item[1], times)
             rendered = side_by_side(result.frame, result.output) if o.side_by_side else result.output
             if sinks:
                 with times.stage("output"):

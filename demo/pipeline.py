@@ -19,7 +19,7 @@ import numpy as np
 
 from demo.effects import DEFAULT_STRENGTH, Background, Effect, as_background, check_effect, mask_view
 from demo.postprocess import TemporalSmoother, fast_guided_alpha, upsampled_alpha
-from demo.segmenter import Segmenter
+from demo.segmenter import Segmentation, Segmenter
 from demo.subject import check_subject, select_subject
 from demo.stats import StageTimes
 from mobile_seg.errors import ConfigError
@@ -101,6 +101,17 @@ class Settings:
         """(low, high) of the probability → alpha ramp."""
         low = max(0.0, self.threshold - FEATHER_HALF_WIDTH)
         return low, min(1.0, self.threshold + FEATHER_HALF_WIDTH)
+
+
+@dataclass
+class Segmented:
+    """A frame after stage 1 (`Pipeline.segment`): its reduced copies and the model's map."""
+
+    frame: np.ndarray
+    small: np.ndarray  # at the working size
+    grey_small: np.ndarray
+    seg: Segmentation
+    prep_ms: float  # resizing and mapping back, without the model
 
 
 @dataclass
@@ -230,13 +241,13 @@ class Pipeline:
             b.close()
 
     # --- the frame ------------------------------------------------------------------------
-    def alpha(self, frame: np.ndarray, times: StageTimes | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(alpha at frame size, smoothed probability at working size, model ran?).
+    def segment(self, frame: np.ndarray) -> Segmented:
+        """Stage 1 of a frame: the reduced copy and the model's map (or the reused one).
 
-        The mask is the newest frame's; the alpha is refined on (and belongs to) the shown
-        frame, `self.shown`: with --delay N the frame of N calls ago.
+        Touches only the segmenter's state, so it may run one frame ahead in another
+        thread (demo.app does: the model overlaps stage 2 of the previous frame); calls
+        must come in frame order.
         """
-        times = times or StageTimes()
         s = self.settings
         hw = frame.shape[:2]
         work = working_size(hw, s.work_long_side)
@@ -245,16 +256,33 @@ class Pipeline:
         # at 640×480 it is an exact 2× INTER_AREA reduction, OpenCV's fast path.
         small = frame if work == hw else cv2.resize(frame, (work[1], work[0]), interpolation=cv2.INTER_AREA)
         grey_small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        if self._history and self._history[-1][0].shape != frame.shape:
-            self._history.clear()
-        self._history.append((frame, small, grey_small))
-        self.shown, self.small_frame, shown_grey_small = self._history[0]
         t1 = time.perf_counter()
         # The model sees the small copy unless it needs more pixels than that has (10 % spare).
         need = self.segmenter.scaled_size(hw)
         model_src = small if need[0] <= 1.1 * work[0] and need[1] <= 1.1 * work[1] else frame
         seg = self.segmenter(model_src, work, grey_small if s.reuse == "shift" else None)
-        t2 = time.perf_counter()
+        # Mapping the model's map back to the working size counts as post-processing.
+        prep_ms = (time.perf_counter() - t0) * 1000.0 - seg.model_ms
+        return Segmented(frame, small, grey_small, seg, prep_ms)
+
+    def alpha(self, frame: np.ndarray | Segmented, times: StageTimes | None = None
+              ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(alpha at frame size, smoothed probability at working size, model ran?).
+
+        `frame`: a BGR frame, or its `segment()` result. The mask is the newest frame's;
+        the alpha is refined on (and belongs to) the shown frame, `self.shown`: with
+        --delay N the frame of N calls ago.
+        """
+        times = times or StageTimes()
+        segmented = frame if isinstance(frame, Segmented) else self.segment(frame)
+        frame, seg = segmented.frame, segmented.seg
+        s = self.settings
+        hw = frame.shape[:2]
+        t0 = time.perf_counter()
+        if self._history and self._history[-1][0].shape != frame.shape:
+            self._history.clear()
+        self._history.append((frame, segmented.small, segmented.grey_small))
+        self.shown, self.small_frame, shown_grey_small = self._history[0]
         prob = self.smoother(seg.prob) if self.smoothing_on else seg.prob
         prob = select_subject(prob, s.subject, s.threshold, s.min_area)
         low, high = s.feather
@@ -264,16 +292,14 @@ class Pipeline:
             alpha = fast_guided_alpha(grey, guide_small, prob, s.guided_radius, s.guided_eps, low, high)
         else:
             alpha = upsampled_alpha(prob, hw, low, high)
-        t3 = time.perf_counter()
         if seg.inferred:
             times.add("inference", seg.model_ms)
             self.last_model_ms = seg.model_ms
-        # Mapping the model's map back to the working size counts as post-processing.
-        rest = (t2 - t1) * 1000.0 - seg.model_ms
-        times.add("postprocess", (t1 - t0) * 1000.0 + rest + (t3 - t2) * 1000.0)
+        times.add("postprocess", segmented.prep_ms + (time.perf_counter() - t0) * 1000.0)
         return alpha, prob, seg.inferred
 
-    def process(self, frame: np.ndarray, times: StageTimes | None = None) -> FrameResult:
+    def process(self, frame: np.ndarray | Segmented, times: StageTimes | None = None) -> FrameResult:
+        """The rendered frame (`frame`: a BGR frame or its `segment()` result)."""
         times = times or StageTimes()
         alpha, prob, inferred = self.alpha(frame, times)
         shown = self.shown

@@ -16,8 +16,8 @@ import numpy as np
 # Order and meaning of the stages in the --stats table.
 STAGES = {
     "capture": "decode/grab (reader thread, overlaps the rest)",
-    "wait": "main loop waiting for a frame",
-    "inference": "resize + model (only frames the model ran on)",
+    "wait": "main loop waiting for a frame and its model output",
+    "inference": "model, in the segment-ahead thread (only frames it ran on)",
     "postprocess": "upsample, temporal smoothing, guided filter, feather",
     "compositing": "background effect + blend",
     "output": "handing the frame to the writer (main loop)",

@@ -379,6 +379,20 @@ def test_live_update_validates_before_changing_anything(model):
     assert pipe.smoother.smoothing == 0.8 and pipe.smoother.motion == 0.0 and pipe.effect.strength == 5
 
 
+def test_the_shipped_model_runs_once_per_frame(monkeypatch, video):
+    """The default model outputs logits; a frame must cost one invoke, not a second one
+    for the softmax."""
+    model = demo.app.load_model(demo.app.resolve_model_path(None))
+    calls = []
+    run = model.run
+    monkeypatch.setattr(model, "run", lambda x: calls.append(1) or run(x))
+    cap = cv2.VideoCapture(str(video))
+    pipe = Pipeline(model, Settings())
+    for _ in range(5):
+        pipe.process(cap.read()[1])
+    assert len(calls) == 5
+
+
 def test_delay_shows_the_frame_of_n_calls_ago(model):
     pipe = Pipeline(model, Settings(delay=2))
     frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(5)]

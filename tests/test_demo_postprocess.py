@@ -64,6 +64,30 @@ def test_confidence_weighting_lags_less_than_plain_ema_on_a_moving_person():
     assert errors[False] > 0.01
 
 
+def test_motion_adaptive_weight_takes_large_disagreements_at_once():
+    """Plain EMA 0.8 (weight 0.2 everywhere): with motion D = 0.5 a change of 0.1 (< D/4)
+    keeps weight 0.2, a change of 0.5 (= D) gets weight 1, halfway up the ramp half of it."""
+    sm = TemporalSmoother(0.8, weighted=False, motion=0.5)
+    state = np.zeros((1, 4), np.float32)
+    prob = np.array([[0.1, 0.5, 0.9, 0.3125]], np.float32)  # 0.3125 = D/4 + (D - D/4) / 2
+    w = sm.weight(prob, state)
+    np.testing.assert_allclose(w, [[0.2, 1.0, 1.0, 0.2 + 0.8 * 0.5]], atol=1e-6)
+    assert np.all(TemporalSmoother(0.8, weighted=False).weight(prob, state) == np.float32(0.2))
+
+
+def test_motion_adaptive_smoothing_follows_a_step_and_still_damps_noise():
+    rng = np.random.default_rng(0)
+    adaptive, plain = TemporalSmoother(0.8, weighted=False, motion=0.5), TemporalSmoother(0.8, weighted=False)
+    base = np.full((8, 8), 0.5, np.float32)
+    for sm in (adaptive, plain):
+        sm(base)
+        for _ in range(10):  # edge noise of ±0.05: averaged by both
+            out = sm(base + rng.uniform(-0.05, 0.05, base.shape).astype(np.float32))
+        assert np.abs(out - 0.5).max() < 0.03
+    step = np.full((8, 8), 1.0, np.float32)  # the person moved in: 0.5 → 1 (d = 0.5)
+    assert adaptive(step).min() > 0.97 and plain(step).max() < 0.65
+
+
 def test_smoothing_out_of_range_is_rejected():
     with pytest.raises(ValueError):
         TemporalSmoother(1.0)

@@ -100,6 +100,25 @@ def test_parse_address_defaults_to_localhost():
             parse_address(bad)
 
 
+def test_a_busy_port_is_one_clear_error(portrait, shared_data, tmp_path):
+    import socket
+
+    from click.testing import CliRunner
+
+    from mobile_seg.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = CliRunner().invoke(main, ["demo", "--image", str(portrait[0]), "--serve", str(port),
+                                        "--output", str(tmp_path / "o.png"),
+                                        "--model", str(shared_data / "models" / "selfie_segmentation.tflite")])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == f"error: cannot serve on 127.0.0.1:{port}: Address already in use"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_stream_snapshot_and_settings_api(served, portrait):
     _, image, background, person = portrait
     status, page = get(served)
