@@ -11,7 +11,6 @@ delivering frames ends the loop cleanly: the output is finalised and the result 
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import re
@@ -27,7 +26,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from demo.capture import FrameSource, open_source
+from demo.capture import FrameSource, open_source, put_unless_stopped, stop_reader
 from demo.pipeline import Pipeline, Settings
 from demo.sinks import (IMAGE_EXTENSIONS, VIDEO_FOURCC, VideoSink, VirtualCameraSink, count_video_frames,
                         file_sink)
@@ -371,24 +370,16 @@ class SegmentAhead:
         self._thread = threading.Thread(target=self._run, name="segment-ahead", daemon=True)
         self._thread.start()
 
-    def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 frame = self.source.read()
                 if frame is None:
                     break
-                self._put((frame, self._pipeline.segment(frame.image)))
+                put_unless_stopped(self._queue, (frame, self._pipeline.segment(frame.image)), self._stop)
         except BaseException as e:  # re-raised in the loop's thread by read()
             self._error = e
-        self._put(None)
+        put_unless_stopped(self._queue, None, self._stop)
 
     def read(self):
         item = self._queue.get()
@@ -399,11 +390,7 @@ class SegmentAhead:
         return item
 
     def close(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._thread.join(timeout=5.0)
+        stop_reader(self._queue, self._stop, self._thread, timeout=5.0)
 
 
 def _loop(ahead: SegmentAhead, pipeline: Pipeline, sinks: list, times: StageTimes, o: DemoOptions,

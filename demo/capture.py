@@ -37,6 +37,29 @@ class Frame:
     read_ms: float  # time spent decoding / grabbing it
 
 
+def put_unless_stopped(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, waiting for room; False if `stop` is set meanwhile."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def stop_reader(q: queue.Queue, stop: threading.Event, thread: threading.Thread | None,
+                timeout: float = 1.0) -> None:
+    """Stop a reader thread that feeds `q`: set `stop`, empty the queue so a blocked put
+    returns, and join it."""
+    stop.set()
+    with contextlib.suppress(queue.Empty):
+        while True:
+            q.get_nowait()
+    if thread is not None:
+        thread.join(timeout=timeout)
+
+
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own WARN/ERROR log lines (we raise one clear error instead)."""
@@ -132,13 +155,7 @@ class ThreadedCapture(FrameSource):
                     with contextlib.suppress(queue.Empty):
                         self._queue.get_nowait()
                         self.dropped += 1
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(self._queue, item, self._stop)
 
     def _reader(self) -> None:
         try:
@@ -190,12 +207,8 @@ class ThreadedCapture(FrameSource):
                 return None
 
     def close(self) -> None:
-        self._stop.set()
         # Unblock a reader waiting on a full queue, then let it finish its current read.
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-        self._thread.join(timeout=1.0)
+        stop_reader(self._queue, self._stop, self._thread)
         with contextlib.suppress(Exception):
             self._cap.release()
         if self.end_reason is None:

@@ -12,7 +12,6 @@ tint over the frame). `composite` blends frame over background with a float alph
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from demo.capture import put_unless_stopped, quiet_opencv, stop_reader
 from mobile_seg.errors import ConfigError
 
 EFFECTS = ("blur", "bokeh", "replace", "colour", "mask")
@@ -191,14 +191,8 @@ class VideoBackground:
         return image
 
     def _reader(self, hw: tuple[int, int]) -> None:
-        while not self._stop.is_set():
-            fitted = cover_resize(self._next_raw(), hw)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(fitted, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+        while put_unless_stopped(self._queue, cover_resize(self._next_raw(), hw), self._stop):
+            pass
 
     def frame(self, hw: tuple[int, int]) -> np.ndarray:
         if self._hw != hw:  # first call, or a new frame size: restart the reader for it
@@ -212,13 +206,8 @@ class VideoBackground:
         return self._queue.get()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    self._queue.get_nowait()
-            self._thread.join(timeout=1.0)
-            self._thread = None
+        stop_reader(self._queue, self._stop, self._thread)
+        self._thread = None
         self._hw = None
 
 
@@ -235,7 +224,6 @@ def load_background(path: str | os.PathLike) -> Background:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is not None:
             return StillBackground(image, path.name)
-    from demo.capture import quiet_opencv
     with quiet_opencv():
         cap = cv2.VideoCapture(str(path))
         ok, first = cap.read() if cap.isOpened() else (False, None)
