@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mobile_seg.errors import ConfigError
+from mobile_seg.spec import MEAN, STD
 
 BACKBONES = ("mobilenetv2", "xception65")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0)
@@ -80,8 +81,8 @@ class ModelConfig:
     input_size: tuple[int, int] = (256, 256)
     bn_momentum: float = 0.97
     bn_epsilon: float = 1e-3
-    input_mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
-    input_std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    input_mean: tuple[float, float, float] = (MEAN, MEAN, MEAN)
+    input_std: tuple[float, float, float] = (STD, STD, STD)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)

@@ -39,7 +39,7 @@ SOFT_DIR = "SegmentationSoft"
 MASK_DIR = "SegmentationClass"
 IMAGE_DIR = "JPEGImages"
 SPLIT_DIR = Path("ImageSets") / "Segmentation"
-IGNORE_LABEL = 255
+from mobile_seg.spec import IGNORE_LABEL  # noqa: E402
 
 
 @dataclass(frozen=True)

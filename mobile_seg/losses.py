@@ -6,7 +6,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-IGNORE_LABEL = 255
+from mobile_seg.spec import IGNORE_LABEL  # noqa: E402
 
 
 def pixel_cross_entropy(labels, logits, *, ignore_label: int = IGNORE_LABEL,

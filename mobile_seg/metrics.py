@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from mobile_seg.spec import IGNORE_LABEL  # noqa: E402
 
 
 @dataclass

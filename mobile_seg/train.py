@@ -32,8 +32,8 @@ from mobile_seg.locks import folder_lock, note_stale
 from mobile_seg.metrics import ConfusionMatrix
 from mobile_seg.signals import StopFlag, stop_on_signals
 
-IGNORE_LABEL = 255
-PIPELINE_MEAN_STD = (127.5, 127.5)  # what mobile_seg.data.pipeline normalises with
+from mobile_seg.spec import IGNORE_LABEL, MEAN, STD  # noqa: E402
+PIPELINE_MEAN_STD = (MEAN, STD)  # what mobile_seg.data.pipeline normalises with
 PREVIEW_IMAGES = 3
 SIGNAL_NAMES = ("SIGINT", "SIGTERM")   # the stop request each step shares between workers
 
@@ -418,6 +418,10 @@ def _train(data_dir, run_dir: Path, model_config: ModelConfig, train_config: Tra
                          float("nan"), 0.0, latest, replicas=strategy.num_replicas_in_sync, model=model)
     if start >= train_config.steps:
         out.write(f"already trained: step {start} >= --steps {train_config.steps}")
+        last = _read_summary(run_dir)  # the figures of the session that got there, not NaN
+        if last.get("step") == start:
+            result.loss, result.running_miou = (float("nan") if last.get(k) is None else float(last[k])
+                                                for k in ("loss", "running_miou"))
         return result
 
     # --- data ---
@@ -604,14 +608,17 @@ def _image_summary(model, preview, cfg: ModelConfig) -> None:
     tb_image("truth_vs_prediction", np.stack(rows))
 
 
+def _read_summary(run_dir: Path) -> dict:
+    path = run_dir / ckpt_io.SUMMARY_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
 def _write_summary(run_dir: Path, result: TrainResult) -> None:
     path = run_dir / ckpt_io.SUMMARY_FILE
-    previous = {}
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text())
-        except ValueError:
-            previous = {}
+    previous = _read_summary(run_dir)
     d = result.to_dict()
     # wall time and img/s accumulate over restarts: keep the finished sessions' totals.
     sessions = previous.get("sessions", [])

@@ -8,5 +8,5 @@ Modules (import them directly; only `pipeline` and `tfrecords` import TensorFlow
 - `palette`: VOC colour map, palette PNGs, colourised masks and overlays.
 """
 
-IGNORE_LABEL = 255
+from mobile_seg.spec import IGNORE_LABEL  # noqa: E402
 DESCRIPTOR_FORMAT = "mobile-seg-dataset/1"

@@ -25,7 +25,7 @@ from mobile_seg.data import DESCRIPTOR_FORMAT
 from mobile_seg.errors import DatasetError
 
 AUTOTUNE = tf.data.AUTOTUNE
-MEAN = 127.5  # (pixel - MEAN) / MEAN → [-1, 1]; padding with MEAN gives exactly 0.0
+from mobile_seg.spec import MEAN  # noqa: E402 (one definition, in spec); (pixel - MEAN) / MEAN → [-1, 1]; padding with MEAN gives exactly 0.0
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
