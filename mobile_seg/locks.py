@@ -73,6 +73,7 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Lock]:
 def _acquire(path: Path, folder) -> tuple[int, dict | None]:
     while True:
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # `--out a/b/run` with a/b not there yet
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise ConfigError(f"cannot create the lock file {path} ({e.strerror or e})", folder) from None
