@@ -15,6 +15,8 @@ How the graph is quantized:
   Cropping2D, Dropout) has a default config. Layers it has none for get ours from
   `CUSTOM_CONFIGS` (Resizing: quantize the output, as TFLite's int8 RESIZE_* needs); any
   other unsupported layer is reported by name before anything is trained.
+- BatchNorm is frozen while fine-tuning (`freeze_batchnorm`): training runs the graph the
+  converter folds, on the ranges calibrated from it.
 - Range initialisation: tfmot starts every activation range at [-6, 6] and moves it by
   an EMA with decay 0.999, so after 500 steps 60 % of the range is still the initial
   guess. `calibrate_ranges` sets them from the float model's activations on training

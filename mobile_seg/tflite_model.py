@@ -54,6 +54,16 @@ def _interpreter_class():
     return Interpreter, OpResolverType
 
 
+def _not_loadable(content: bytes) -> bool:
+    """True when LiteRT rejects the bytes as a flatbuffer (a truncated or damaged file)."""
+    Interpreter, _ = _interpreter_class()
+    try:
+        Interpreter(model_content=content)
+        return False
+    except ValueError:
+        return True
+
+
 def read_model_bytes(path: str | os.PathLike) -> bytes:
     """Read a .tflite file, raising ModelFileError if it is missing or not a TFLite flatbuffer."""
     return read_model_file(path)
@@ -80,7 +90,9 @@ class TFLiteModel:
             self.metadata = read_record(self.content)
             self.standard_metadata = read_standard(self.content)
         except Exception as e:  # a corrupt metadata entry must not hide the model itself
-            raise ModelFileError(f"unreadable metadata ({e})", self.path) from e
+            what = "truncated or corrupt (not a complete flatbuffer)" if _not_loadable(self.content) \
+                else "unreadable metadata"
+            raise ModelFileError(f"{what} ({e})", self.path) from e
         Interpreter, OpResolverType = _interpreter_class()
         resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         start = time.perf_counter()

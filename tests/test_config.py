@@ -55,9 +55,11 @@ def test_model_config_errors_are_one_line(kwargs, message):
 
 
 def test_sizes_fitting_the_stride():
-    ModelConfig(input_size=(513, 513))        # DeepLab's k * 16 + 1
-    ModelConfig(input_size=(144, 256))        # multiples of 16
-    ModelConfig(input_size=(96, 96), output_stride=32)
+    assert ModelConfig(input_size=(513, 513)).feature_size(16) == (33, 33)   # DeepLab's k * 16 + 1
+    assert ModelConfig(input_size=(144, 256)).feature_size(16) == (9, 16)    # multiples of 16
+    assert ModelConfig(input_size=(96, 96), output_stride=32).feature_size(32) == (3, 3)
+    with pytest.raises(ConfigError, match="does not fit output stride 16"):
+        ModelConfig(input_size=(100, 100))                                   # neither
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -270,3 +270,13 @@ def test_native_log_lines_are_hidden_unless_verbose(shared_data):
     assert not [line for line in quiet.stderr.splitlines() if any(n in line for n in noise)], quiet.stderr
     assert "Created TensorFlow Lite XNNPACK delegate" in loud.stderr
     assert "selfie_segmentation.tflite" in quiet.stdout
+
+
+def test_a_truncated_model_file_is_called_truncated(tmp_path):
+    from mobile_seg.tflite_model import TFLiteModel
+    whole = (REPO / "mobile_seg" / "assets" / "models" / "default.tflite").read_bytes()
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(whole[:len(whole) // 20])
+    with pytest.raises(ModelFileError, match=r"cut.tflite: truncated or corrupt \(not a complete flatbuffer\)"):
+        TFLiteModel(cut)
+    assert TFLiteModel(REPO / "mobile_seg" / "assets" / "models" / "default.tflite").size_bytes == len(whole)

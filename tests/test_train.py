@@ -241,14 +241,15 @@ def test_init_run_starts_a_second_stage_from_the_first(four_portraits, tmp_path)
         TrainConfig(init_run="a", init_weights="b")
 
 
-@pytest.mark.slow  # ~40 s; the Xception graph is covered fast by test_model, the loop by the MNv2 tests
 def test_xception65_trains_and_evaluates(four_portraits, tmp_path):
-    """The aligned Xception-65 goes through the same train -> checkpoint -> eval path."""
+    """The aligned Xception-65 goes through the same train -> checkpoint -> eval path (in CI:
+    the smallest input output stride 16 allows, one step)."""
     from mobile_seg.evaluate import evaluate
     from mobile_seg.train import train
-    cfg = ModelConfig(backbone="xception65", input_size=(64, 64))
-    result = train(four_portraits, tmp_path / "run", cfg, TrainConfig(steps=2, batch_size=2, warmup_steps=0),
+    cfg = ModelConfig(backbone="xception65", input_size=(32, 32))
+    result = train(four_portraits, tmp_path / "run", cfg, TrainConfig(steps=1, batch_size=2, warmup_steps=0),
                    progress=False)
-    assert result.step == 2 and np.isfinite(result.loss)
+    assert result.step == 1 and np.isfinite(result.loss) and 0.0 < result.loss < 5.0
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-1.index").is_file()
     scores = evaluate(four_portraits, "val", run=tmp_path / "run", progress=False, limit=1)
     assert scores.num_examples == 1 and scores.confusion.total > 0
