@@ -233,7 +233,11 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
     start = time.perf_counter()
     paths = [resolve_model(str(m)) for m in models]
     predictors = [load_predictor(tflite=p, num_threads=threads) for p in paths]  # bad files fail here
-    names = _unique(display_names(paths))
+    distinct = list(dict.fromkeys(str(p.resolve()) for p in paths))
+    names = [Path(p).name for p in paths]
+    if len({Path(p).name for p in distinct}) < len(distinct):  # different files, same name
+        names = display_names(paths)
+    names = _unique(names)
     for s in splits:  # every split checked before the long part
         desc = read_descriptor(s.data)
         if s.split not in desc["splits"]:

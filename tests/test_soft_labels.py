@@ -265,3 +265,16 @@ def test_cli_bad_data_weights(portraits6, tmp_path):
     errors = error_lines(res.stderr)
     assert len(errors) == 1 and "--data-weights has 3 values for 1 --data" in errors[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_zero_255_mask_with_a_soft_label_is_not_the_trap(tmp_path):
+    """A teacher's hard mask can hold only 0 and 255 (every person pixel in the ignore
+    band); with its soft label beside it that is not the 0/255 trap. Without one it is."""
+    from mobile_seg.data.check import check_dataset
+    voc = synthetic_voc(tmp_path / "voc", 1, 2, 0, soft=True)
+    m = np.zeros((48, 80), np.uint8)
+    m[:, 30:50] = 255
+    Image.fromarray(m).save(voc / "SegmentationClass/img0.png")
+    assert check_dataset(voc).ok
+    (voc / "SegmentationSoft/img0.png").unlink()
+    assert [p.kind for p in check_dataset(voc).problems] == ["zero-255-mask"]

@@ -200,7 +200,13 @@ def check_pair(id_: str, image_path: Path, mask_path: Path, options: MaskOptions
     try:
         mask = read_mask(mask_path, options)
         counts = _value_counts(mask)
-        label_problem(sorted(counts), mask_path, options)
+        try:
+            label_problem(sorted(counts), mask_path, options)
+        except BadFile as e:
+            # With a soft label beside it, 0/255 is background + ignore (a teacher's hard
+            # mask whose uncertain band holds all of its person pixels), not the 0/255 trap.
+            if not (e.kind == "zero-255-mask" and soft_path is not None):
+                raise
         if size is not None and mask.shape != size:
             raise BadFile("size-mismatch", f"mask is {_hw(mask.shape)} but its image "
                                         f"{image_path.name} is {_hw(size)} (h×w)")
