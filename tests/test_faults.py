@@ -280,3 +280,22 @@ def test_a_truncated_model_file_is_called_truncated(tmp_path):
     with pytest.raises(ModelFileError, match=r"cut.tflite: truncated or corrupt \(not a complete flatbuffer\)"):
         TFLiteModel(cut)
     assert TFLiteModel(REPO / "mobile_seg" / "assets" / "models" / "default.tflite").size_bytes == len(whole)
+
+
+def test_export_shows_progress_per_file_and_sizes_in_mib(tmp_path):
+    import io
+    import re
+    from converters.export import export
+    from export_helpers import mini_model
+    from mobile_seg.config import ModelConfig
+    stream = io.StringIO()
+    result = export(out_dir=tmp_path / "out", variants=["fp32", "fp16"], float_model=mini_model(),
+                    config=ModelConfig(alpha=0.35, input_size=(32, 32)), stream=stream)
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ...")[0] for line in lines if "converting" in line] == \
+        ["[1/2] converting fp32", "[2/2] converting fp16"]
+    for f in result.files:
+        mib = f"{f.size_bytes / 2**20:.2f} MiB"
+        assert any(re.fullmatch(rf"\[\d/2\] wrote {f.variant}\.tflite: {mib} in \d+ s", line) for line in lines), lines
+        assert f" {f.size_bytes / 2**20:7.2f} MiB " in result.format()
+    assert "MB " not in result.format()
