@@ -168,7 +168,6 @@ class ModelConfig:
         if fmt != MODEL_CONFIG_FORMAT:
             raise ConfigError(f"unsupported model config format {fmt!r} (expected {MODEL_CONFIG_FORMAT})")
         known = {f.name for f in dataclasses.fields(cls)}
-        d = _drop_retired(d)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
@@ -298,6 +297,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        d = _drop_retired(d)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown train config field(s): {', '.join(unknown)}")
