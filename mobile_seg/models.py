@@ -110,22 +110,28 @@ def format_models(models: list[ShippedModel]) -> str:
     return "\n".join(lines)
 
 
-def manifest_entry(name: str, file: str, description: str, evals: list[dict], baseline_evals: list[dict],
-                   bench: dict, baseline_file: str, **extra) -> dict:
-    """A models.json entry from `eval --json` outputs (ours and the baseline's, same splits)
-    and one `bench --json` output that measured both `file` and `baseline_file`."""
-    def ious(results):
-        return {f"{Path(r['data']).name}/{r['split']}": round(float(r["per_class_iou"]["person"]), 4)
-                for r in results}
+def manifest_entry(name: str, file: str, description: str, compare: dict, model: str, baseline: str,
+                   **extra) -> dict:
+    """A models.json entry from one `mobile-seg compare --json` result that measured both
+    `model` and `baseline` (names as compare printed them): person IoU (dataset-level) and
+    mean per-image IoU per split, the paired difference with its CI, and latency."""
+    def pick(key, who):
+        return {split: round(float(v["models"][who][key]), 4) for split, v in compare["splits"].items()
+                if who in v["models"] and v["models"][who].get(key) is not None}
 
-    def median(fname):
-        model = next(m for m in bench["models"] if Path(m["path"]).name == fname)
-        one = [r for r in model["results"] if r["threads"] == 1]
-        return round(float(one[0]["latency"]["median_ms"]), 3) if one else None
-
-    latency = {"median_1_thread": median(file), "baseline_median_1_thread": median(baseline_file)}
+    diffs = {split: v["models"][model]["paired_diff"] for split, v in compare["splits"].items()
+             if model in v["models"] and "paired_diff" in v["models"][model]
+             and compare["models"][0]["name"] == baseline}
+    lat = compare.get("latency", {})
+    latency = {"median_1_thread": lat.get(model, {}).get("median_ms"),
+               "baseline_median_1_thread": lat.get(baseline, {}).get("median_ms")}
     if latency["median_1_thread"] and latency["baseline_median_1_thread"]:
         latency["ratio"] = round(latency["median_1_thread"] / latency["baseline_median_1_thread"], 3)
-    return {"name": name, "file": file, "description": description, "person_iou": ious(evals),
-            "baseline": baseline_file, "baseline_person_iou": ious(baseline_evals),
-            "latency_ms": latency, "bench_environment": bench.get("environment", {}), **extra}
+    return {"name": name, "file": file, "description": description,
+            "person_iou": pick("person_iou", model), "mean_image_iou": pick("mean_image_iou", model),
+            "baseline": baseline, "baseline_person_iou": pick("person_iou", baseline),
+            "baseline_mean_image_iou": pick("mean_image_iou", baseline),
+            "paired_diff_vs_baseline": diffs, "latency_ms": latency,
+            "bench_environment": compare.get("bench_environment", {}), **extra}
+
+

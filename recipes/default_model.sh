@@ -1,73 +1,90 @@
 #!/usr/bin/env bash
-# The recipe of the shipped default model, from the shared data to models.json:
-#   data build (4 labelled folders) -> train -> qat -> export qat-int8 -> eval vs MediaPipe -> bench.
+# The recipe of the shipped default (and landscape) person model, from the shared data:
+#   label (teachers) -> data build -> train -> qat -> export (192x192 and 144x256)
+#   -> compare against MediaPipe selfie on every val split -> [--install]
 # Usage: recipes/default_model.sh [SHARED_DATA_DIR] [WORK_DIR] [--install]
-#   --install copies the exported model into mobile_seg/assets/models and updates models.json.
-# Every step resumes or is skipped when its output exists, so rerunning after a stop goes on.
+#   --install copies both files into mobile_seg/assets/models, stamps their metrics into
+#   the files' metadata and rewrites models.json from the compare run.
+# Every step resumes or is skipped when its output exists: rerun the same command after
+# a stop (Ctrl-C, SIGTERM, a lost session) and it goes on where it was.
 set -euo pipefail
-SHARED=${1:-../shared/data}
+SHARED=$(cd "${1:-../shared/data}" && pwd)
 WORK=${2:-runs/default_model}
 INSTALL=${3:-}
-CONFIG=mobile_seg/configs/portrait_224.json
+CONFIG=mobile_seg/configs/person_192.json
 QAT_STEPS=${QAT_STEPS:-500}
-TEACHER=${TEACHER-$SHARED/models/selfie_segmentation.tflite}   # TEACHER= (empty) trains without distillation
-BASELINE=$SHARED/models/selfie_segmentation.tflite
-mkdir -p "$WORK/built"
+MP=$SHARED/models/selfie_segmentation.tflite
+MP_LANDSCAPE=$SHARED/models/selfie_segmentation_landscape.tflite
+RVM=$SHARED/models/rvm_teacher_256x256.tflite
+L=$WORK/labels B=$WORK/built_soft V=$WORK/built_val
+mkdir -p "$L" "$B" "$V"
 start=$(date +%s)
 
-for d in portraits coco_person fashion_person selfies; do
-  [ -f "$WORK/built/$d/descriptor.json" ] && continue
-  flags=(); [ "$d" = selfies ] && flags=(--binary)   # selfies masks are 0/255
-  mobile-seg data build "$SHARED/$d" --out "$WORK/built/$d" "${flags[@]}"
+# 1. Teacher labels. MediaPipe selfie (it marks the main subject, as these sets' masks do)
+#    on the main-subject sets, the unlabeled selfies and the ASL clips; RVM (it marks
+#    every person) on coco_person, the scene photos (bounded by their VOC person boxes)
+#    and the street clip.
+for d in portraits fashion_person selfies davis16_person selfies_unlabeled; do
+  mobile-seg label "$MP" "$SHARED/$d" --out "$L/${d}_mp" --flip --quiet
 done
-DATA=(--data "$WORK/built/portraits" --data "$WORK/built/coco_person"
-      --data "$WORK/built/fashion_person" --data "$WORK/built/selfies")
+for v in asl_again asl_book asl_sister asl_walk; do
+  mobile-seg label "$MP" "$SHARED/videos/$v.mkv" --out "$L/video_${v}_mp" --flip --every 8 --quiet
+done
+mobile-seg label "$SHARED/models/rvm_teacher_512x512.tflite" "$SHARED/coco_person" \
+  --out "$L/coco_person_rvm" --flip --quiet
+mobile-seg label "$RVM" "$SHARED/scenes_unlabeled" --out "$L/scenes_rvm256" \
+  --boxes "$SHARED/scenes_unlabeled/boxes.json" --threads 2 --quiet
+mobile-seg label "$RVM" "$SHARED/videos/one-by-one-person-detection.mp4" --out "$L/video_street_rvm256" \
+  --every 6 --threads 2 --quiet
 
-kd=()
-[ -n "$TEACHER" ] && kd=(--teacher "$TEACHER" --unlabeled "$SHARED/selfies_unlabeled")
-# all four labelled sets (+ unlabeled selfies through the teacher), from ImageNet
-mobile-seg train --config "$CONFIG" "${DATA[@]}" "${kd[@]}" \
+# 2. Built datasets: the labelled folders for training, the plain val splits for compare.
+SETS=(portraits_mp fashion_person_mp selfies_mp davis16_person_mp coco_person_rvm selfies_unlabeled_mp
+      scenes_rvm256 video_asl_again_mp video_asl_book_mp video_asl_sister_mp video_asl_walk_mp
+      video_street_rvm256)   # the order of data_weights in $CONFIG
+DATA=()
+for d in "${SETS[@]}"; do
+  flags=(); [ "$d" = selfies_mp ] && flags=(--binary)   # selfies masks are 0/255
+  [ -f "$B/$d/descriptor.json" ] || mobile-seg data build "$L/$d" --out "$B/$d" "${flags[@]}"
+  DATA+=(--data "$B/$d")
+done
+for d in portraits coco_person fashion_person selfies davis16_person davis_parkour; do
+  flags=(); [ "$d" = selfies ] && flags=(--binary)
+  [ -f "$V/$d/descriptor.json" ] || mobile-seg data build "$SHARED/$d" --out "$V/$d" "${flags[@]}"
+done
+
+# 3. Float training from ImageNet, then quantization-aware fine-tuning on the same mix.
+mobile-seg train --config "$CONFIG" "${DATA[@]}" \
   --init-weights "$SHARED/weights/mobilenet_v2_1.0_224_imagenet.npz" --out "$WORK/train"
 mobile-seg qat --run "$WORK/train" "${DATA[@]}" --steps "$QAT_STEPS" --out "$WORK/qat"
-mobile-seg export --qat "$WORK/qat" --variant qat-int8 --output logits \
-  --data "$WORK/built/portraits" --out "$WORK/export"
-MODEL=$WORK/export/qat-int8.tflite
-# the same weights at 176x288 for landscape (16:9) frames
-mobile-seg export --qat "$WORK/qat" --variant qat-int8 --output logits --input-size 176x288 \
-  --out "$WORK/export_landscape" --no-report
 
+# 4. Export: full int8, logits, square 192x192 and landscape 144x256 (the same pixel count).
+[ -f "$WORK/export/qat-int8.tflite" ] || mobile-seg export --qat "$WORK/qat" --variant qat-int8 \
+  --output logits --data "$V/portraits" --out "$WORK/export"
+[ -f "$WORK/export_landscape/qat-int8.tflite" ] || mobile-seg export --qat "$WORK/qat" \
+  --variant qat-int8 --output logits --input-size 144x256 --out "$WORK/export_landscape" --no-report
+MODEL=$WORK/export/qat-int8.tflite
 LANDSCAPE=$WORK/export_landscape/qat-int8.tflite
-BASELINE_LANDSCAPE=$SHARED/models/selfie_segmentation_landscape.tflite
-mkdir -p "$WORK/default" "$WORK/landscape"
-for d in portraits coco_person fashion_person selfies; do
-  mobile-seg eval --tflite "$MODEL" --data "$WORK/built/$d" --quiet --json > "$WORK/default/eval_$d.json"
-  mobile-seg eval --tflite "$BASELINE" --data "$WORK/built/$d" --quiet --json > "$WORK/default/baseline_$d.json"
-done
-# landscape frames: the DAVIS parkour sequence (360x640) for both landscape models
-[ -f "$WORK/built/davis_parkour/descriptor.json" ] || \
-  mobile-seg data build "$SHARED/davis_parkour" --out "$WORK/built/davis_parkour"
-for m in "$MODEL:default/eval_square" "$LANDSCAPE:landscape/eval" "$BASELINE_LANDSCAPE:landscape/baseline"; do
-  mobile-seg eval --tflite "${m%%:*}" --data "$WORK/built/davis_parkour" --split all --quiet --json \
-    > "$WORK/${m##*:}_davis_parkour.json"
-done
-mv "$WORK/default/eval_square_davis_parkour.json" "$WORK/landscape/square_davis_parkour.json"
-echo "recipe wall time: $(( $(date +%s) - start )) s" | tee "$WORK/wall_time.txt"
+
+# 5. One compare run per shape: every val split, DAVIS as video (flicker), one bench run.
+mobile-seg compare "$MP" "$MODEL" --data "$V/portraits" --data "$V/coco_person" \
+  --data "$V/fashion_person" --data "$V/selfies" --video "$V/davis16_person" \
+  --video "$V/davis_parkour:all" --runs 300 --csv "$WORK/compare_default.csv" --quiet --json \
+  | tee "$WORK/compare_default.txt"
+mobile-seg compare "$MP_LANDSCAPE" "$LANDSCAPE" "$MP" --video "$V/davis16_person" \
+  --video "$V/davis_parkour:all" --runs 300 --csv "$WORK/compare_landscape.csv" --quiet --json \
+  | tee "$WORK/compare_landscape.txt"
+echo "recipe wall time (this call): $(( $(date +%s) - start )) s" | tee -a "$WORK/wall_time.txt"
 
 if [ "$INSTALL" = "--install" ]; then
   A=mobile_seg/assets/models
-  mkdir -p "$A"
   cp "$MODEL" "$A/default.tflite.tmp" && mv "$A/default.tflite.tmp" "$A/default.tflite"
   cp "$LANDSCAPE" "$A/landscape.tflite.tmp" && mv "$A/landscape.tflite.tmp" "$A/landscape.tflite"
-  # one bench run of all four: each model's ratio is to its MediaPipe counterpart
-  mobile-seg bench "$BASELINE" "$A/default.tflite" "$A/landscape.tflite" "$BASELINE_LANDSCAPE" \
-    --threads 1 --runs 200 --json > "$WORK/bench.txt"
-  for k in default landscape; do tail -n 1 "$WORK/bench.txt" > "$WORK/$k/bench.json"; done
-  python recipes/write_manifest.py "$WORK/default" default default.tflite selfie_segmentation.tflite \
-    "MobileNetV2 1.0 DeepLabV3+ (ASPP 1x1 + image pooling, 64-channel decoder at 1/4), 224x224, QAT int8, 2-class logits" \
+  python recipes/write_manifest.py "$WORK/compare_default.txt" default default.tflite \
+    qat-int8.tflite selfie_segmentation.tflite \
+    "MobileNetV2 1.0 DeepLabV3+ (ASPP 1x1 + image pooling, 64-channel decoder at 1/4), 192x192, QAT int8, 2-class logits; distilled from MediaPipe selfie and RVM labels" \
     recipe=recipes/default_model.sh config=$CONFIG
-  python recipes/write_manifest.py "$WORK/landscape" landscape landscape.tflite \
-    selfie_segmentation_landscape.tflite "The default model's weights at 176x288 for 16:9 frames" \
+  python recipes/write_manifest.py "$WORK/compare_landscape.txt" landscape landscape.tflite \
+    qat-int8.tflite selfie_segmentation_landscape.tflite \
+    "The default model's weights at 144x256 for 16:9 frames (same pixel count as 192x192)" \
     recipe=recipes/default_model.sh config=$CONFIG
-else
-  mobile-seg bench "$BASELINE" "$MODEL" --threads 1 --runs 200 --json > "$WORK/bench.txt"
 fi

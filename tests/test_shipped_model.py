@@ -79,17 +79,26 @@ def test_every_listed_model_loads():
     assert all(np.all(np.array(m.input_size) > 0) for m in models)
 
 
-def test_manifest_entry_pairs_eval_and_bench_figures(tmp_path):
-    """recipes/write_manifest.py's core: person IoU per split, latency ratio from one bench run."""
+def test_manifest_entry_from_a_compare_run(tmp_path):
+    """recipes/write_manifest.py's core: per-split figures and the latency ratio of one
+    `compare --json` result, ours against the baseline."""
     import shutil
     from mobile_seg.models import format_models, manifest_entry
-    ev = lambda data, iou: {"data": f"/x/built/{data}", "split": "val", "per_class_iou": {"person": iou}}  # noqa: E731
-    run = lambda path, ms: {"path": path, "results": [{"threads": 1, "latency": {"median_ms": ms}}]}  # noqa: E731
-    bench = {"models": [run("/s/mp.tflite", 2.0), run("/a/ours.tflite", 3.0)], "environment": {"cpu_count": 2}}
-    entry = manifest_entry("ours", "ours.tflite", "test model", [ev("portraits", 0.91234), ev("coco", 0.5)],
-                           [ev("portraits", 0.9), ev("coco", 0.4)], bench, "mp.tflite", recipe="r.sh")
+    fig = lambda iou, mean, diff=None: {"person_iou": iou, "mean_image_iou": mean,  # noqa: E731
+                                        **({"paired_diff": diff} if diff else {})}
+    diff = {"mean": 0.02, "ci95": [0.01, 0.03], "images": 44}
+    compare = {"models": [{"name": "mp.tflite"}, {"name": "ours.tflite"}],
+               "splits": {"portraits/val": {"models": {"mp.tflite": fig(0.9, 0.88),
+                                                       "ours.tflite": fig(0.91234, 0.9, diff)}},
+                          "coco/val": {"models": {"mp.tflite": fig(0.4, 0.3), "ours.tflite": fig(0.5, 0.45)}}},
+               "latency": {"mp.tflite": {"median_ms": 2.0}, "ours.tflite": {"median_ms": 3.0}},
+               "bench_environment": {"load_avg_before": [0.5, 0.5, 0.5]}}
+    entry = manifest_entry("ours", "ours.tflite", "test model", compare, "ours.tflite", "mp.tflite",
+                           recipe="r.sh")
     assert entry["person_iou"] == {"portraits/val": 0.9123, "coco/val": 0.5}
+    assert entry["mean_image_iou"]["coco/val"] == 0.45 and entry["baseline_mean_image_iou"]["portraits/val"] == 0.88
     assert entry["baseline_person_iou"]["coco/val"] == 0.4
+    assert entry["paired_diff_vs_baseline"] == {"portraits/val": diff}
     assert entry["latency_ms"] == {"median_1_thread": 3.0, "baseline_median_1_thread": 2.0, "ratio": 1.5}
     assert entry["recipe"] == "r.sh"
     # a models dir of our own: the table shows ours and, in brackets, the baseline
