@@ -70,8 +70,7 @@ def test_delay_shifts_the_lag_by_whole_frames(model, sequence):
     held = evaluate(model, frames, masks, Settings(**base))
     delayed = evaluate(model, frames, masks, Settings(**base, delay=1))
     assert 0.25 < held["lag"] < 0.9, held  # 0.43 here
-    # Shifted by about a frame (−0.905 here: the tent fit reads a whole-frame shift of
-    # this clip's irregular motion a little short).
+    # Shifted by about a frame (by −0.905 here).
     assert delayed["lag"] == pytest.approx(held["lag"] - 1.0, abs=0.2), (held, delayed)
 
 
