@@ -80,21 +80,19 @@ def _lap_var(image, region) -> float:
     return float(lap[region].var())
 
 
-def test_window_shows_blurred_background_and_sharp_person(xvfb, tmp_path, shared_data):
-    image_path = shared_data / "portraits" / "JPEGImages" / f"{PORTRAIT}.jpg"
-    mask = np.array(Image.open(shared_data / "portraits" / "SegmentationClass" / f"{PORTRAIT}.png")) == 1
-    original = cv2.imread(str(image_path))
-    h, w = original.shape[:2]
-    model = shared_data / "models" / "selfie_segmentation.tflite"
+def _show_and_capture(env, image_path, model, size, shot):
+    """Run the demo's window on `image_path`; return (view of the window or None, returncode,
+    stdout, stderr) once the window shows a picture (or after 30 s), stopped with SIGINT."""
+    h, w = size
     cmd = [sys.executable, "-m", "mobile_seg.cli", "demo", "--image", str(image_path), "--model", str(model),
            "--max-frames", "3000", "--stats"]
-    proc = subprocess.Popen(cmd, env=xvfb, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    shot = tmp_path / "screen.png"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    view = None
     try:
         deadline = time.time() + 30
         geometry = None
         while time.time() < deadline and proc.poll() is None:
-            geometry = _window_geometry(xvfb)
+            geometry = _window_geometry(env)
             if geometry and geometry[2:] == (w, h):
                 break
             time.sleep(0.2)
@@ -103,13 +101,12 @@ def test_window_shows_blurred_background_and_sharp_person(xvfb, tmp_path, shared
         # Screenshot once the window shows the picture (Qt paints during the demo's waitKey;
         # a busy machine can delay that), after a few frames (smoothing settles on a still).
         x, y = geometry[:2]
-        view = None
         deadline = time.time() + 30
         while time.time() < deadline:
             time.sleep(1.0)
-            subprocess.run([IMPORT, "-window", "root", str(shot)], env=xvfb, check=True, timeout=30)
+            subprocess.run([IMPORT, "-window", "root", str(shot)], env=env, check=True, timeout=30)
             view = cv2.imread(str(shot))[y:y + h, x:x + w]
-            if view.shape == original.shape and view[h // 2:].std() > 10:
+            if view.shape == (h, w, 3) and view[h // 2:].std() > 10:
                 break
             if proc.poll() is not None:
                 break
@@ -117,7 +114,23 @@ def test_window_shows_blurred_background_and_sharp_person(xvfb, tmp_path, shared
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # the demo stops cleanly on SIGINT
         out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    return view, proc.returncode, out, err
+
+
+def test_window_shows_blurred_background_and_sharp_person(xvfb, tmp_path, shared_data):
+    image_path = shared_data / "portraits" / "JPEGImages" / f"{PORTRAIT}.jpg"
+    mask = np.array(Image.open(shared_data / "portraits" / "SegmentationClass" / f"{PORTRAIT}.png")) == 1
+    original = cv2.imread(str(image_path))
+    h, w = original.shape[:2]
+    model = shared_data / "models" / "selfie_segmentation.tflite"
+    # OpenCV's Qt window under Xvfb now and then stays black for good (reproduced with a
+    # 10-line cv2-only script, about 1 run in 10 under load): a fresh window gets up to
+    # three tries; what it shows is then judged strictly.
+    for _attempt in range(3):
+        view, code, out, err = _show_and_capture(xvfb, image_path, model, (h, w), tmp_path / "screen.png")
+        assert code == 0, err
+        if view is not None and view[h // 2:].std() > 10:
+            break
     assert view is not None and view[h // 2:].std() > 10, f"window stayed blank; demo said: {out} {err}"
     assert "(interrupted)" in out and "end-to-end:" in out
 
