@@ -572,22 +572,46 @@ def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_image
               help="TFLite benchmark_model built for the phone (you download it; we never do).")
 @click.option("--use-gpu", is_flag=True, help="With --adb: GPU delegate.")
 @click.option("--use-nnapi", is_flag=True, help="With --adb: NNAPI delegate.")
+@click.option("--op-profile", is_flag=True, help="Per-op time of each model, side by side (+ --profile-csv).")
+@click.option("--profile-csv", type=click.Path(dir_okay=False), help="With --op-profile: every op as CSV.")
+@click.option("--duration", type=float, default=None,
+              help="Host: sustained run of this many seconds instead of --runs; drift first vs last tenth "
+                   "(--plot draws latency over time).")
+@click.option("--parity-data", type=click.Path(), default=None,
+              help="Host: dataset folder (VOC or images) for delegate parity: XNNPACK vs reference kernels, "
+                   "fp16 vs fp32.")
+@click.option("--parity-images", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Images used by --parity-data.")
+@click.option("--cores", default=None, help="Pin to these cores, e.g. 4-7 (host: sched_setaffinity; "
+                                            "--adb: taskset).")
 @user_errors
 def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_path, plot_path, metric,
-          use_adb, serial, benchmark_binary, use_gpu, use_nnapi):
+          use_adb, serial, benchmark_binary, use_gpu, use_nnapi, op_profile, profile_csv, duration,
+          parity_data, parity_images, cores):
     """Latency, size, op census and memory of .tflite MODELS; the first is the reference.
 
     On this machine models run interleaved round by round, so machine noise hits them
     alike. With --adb they run on a phone through TFLite's benchmark_model.
     """
+    from mobile_seg.bench.device import parse_cores
     from mobile_seg.bench.results import format_table, write_csv
+    from mobile_seg.bench.sustained import check_duration
     from mobile_seg.errors import ConfigError
 
     say = lambda msg: click.echo(msg, err=True)  # noqa: E731
     if use_gpu and use_nnapi:
         raise ConfigError("--use-gpu and --use-nnapi exclude each other")
+    pinned = parse_cores(cores)
+    check_duration(duration)
+    if profile_csv and not op_profile:
+        raise ConfigError("--profile-csv: only with --op-profile")
+    if use_adb and (duration or parity_data):
+        raise ConfigError(f"{'--duration' if duration else '--parity-data'}: host only (not with --adb)")
+    if parity_data:
+        from mobile_seg.bench.parity import parity_images as _check_parity
+        _check_parity(parity_data, parity_images)
     from mobile_seg.io_utils import check_output_path
-    for path in (csv_path, plot_path):  # before any timing: a bad path must not cost a whole bench
+    for path in (csv_path, plot_path, profile_csv):  # before any timing: a bad path must not cost a whole bench
         if path:
             check_output_path(path, "file")
     if metric:  # before any timing: a bad --metric must not cost a whole bench
@@ -597,7 +621,8 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
         from mobile_seg.bench.adb import run_adb_bench
         accel = "gpu" if use_gpu else "nnapi" if use_nnapi else "cpu"
         result = run_adb_bench(models, benchmark_binary, serial=serial, threads=threads, runs=runs,
-                               warmup=warmup, accelerator=accel, xnnpack=xnnpack, progress=say)
+                               warmup=warmup, accelerator=accel, xnnpack=xnnpack, progress=say,
+                               op_profile=op_profile, cores=pinned)
     else:
         stray = [f for f, v in (("--serial", serial), ("--benchmark-binary", benchmark_binary),
                                 ("--use-gpu", use_gpu), ("--use-nnapi", use_nnapi)) if v]
@@ -605,13 +630,45 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
             raise ConfigError(f"{', '.join(stray)}: only with --adb")
         from mobile_seg.bench.harness import run_bench
         result = run_bench(models, threads=threads, runs=runs, warmup=warmup, xnnpack=xnnpack,
-                           memory=memory, seed=seed, progress=say)
+                           memory=memory, seed=seed, progress=say, duration=duration, cores=pinned)
+        if op_profile:
+            from mobile_seg.bench.profile import profile_host
+            result.profiles = [profile_host(mr.info.path, mr.info.name, threads=result.threads[0],
+                                            xnnpack=xnnpack, runs=min(runs, 50), seed=seed,
+                                            whole_ms=mr.measurements[0].latency.median_ms, progress=say)
+                               for mr in result.models]
+    parity_rows = None
+    if parity_data:
+        from mobile_seg.bench.parity import run_parity
+        parity_rows, parity_files = run_parity([mr.info.path for mr in result.models],
+                                               [mr.info.name for mr in result.models], parity_data,
+                                               limit=parity_images, threads=result.threads[0], progress=say)
     click.echo(format_table(result))
+    out = result.to_dict()
+    if result.profiles:
+        from mobile_seg.bench.profile import format_profiles
+        click.echo("\n" + format_profiles(result.profiles))
+        out["op_profile"] = [p.to_dict() for p in result.profiles]
+    if parity_rows is not None:
+        from mobile_seg.bench.parity import format_parity
+        click.echo("\n" + format_parity(parity_rows))
+        out["parity"] = {"data": parity_data, "images": parity_files, "rows": [r.to_dict() for r in parity_rows]}
+    if result.series:
+        out["series"] = {k: {"t_s": list(t), "ms": list(v)} for k, (t, v) in result.series.items()}
     if csv_path:
         write_csv(result, csv_path)
         say(f"bench: wrote {csv_path}")
-    out = result.to_dict()
-    if plot_path:
+    if profile_csv:
+        from mobile_seg.bench.profile import write_profile_csv
+        write_profile_csv(result.profiles, profile_csv)
+        say(f"bench: wrote {profile_csv}")
+    if plot_path and result.series:
+        from mobile_seg.bench.sustained import plot_sustained
+        dev = result.environment.get("device") or {}
+        title = (f"sustained {duration:g} s run, interleaved, on {dev.get('soc') or 'this machine'}")
+        out["plot"] = {"path": plot_path, **plot_sustained(result.series, plot_path, title)}
+        say(f"bench: wrote {plot_path} ({out['plot']['kind']})")
+    elif plot_path:
         from mobile_seg.bench.plot import plot_bench
         out["plot"] = {"path": plot_path, **plot_bench(result, plot_path, metric=metric)}
         say(f"bench: wrote {plot_path} ({out['plot']['kind']})")

@@ -97,8 +97,8 @@ FAKE_ADB = textwrap.dedent('''\
         args = args[2:]
     if args == ["devices"]:
         sys.stdout.write("List of devices attached\\n" + os.environ.get("FAKE_ADB_DEVICES", ""))
-    elif args[:2] == ["shell", "getprop"]:
-        sys.stdout.write({{"ro.product.model": "Pixel 7", "ro.product.cpu.abi": "arm64-v8a"}}[args[2]] + "\\n")
+    elif args == ["shell", "getprop"]:
+        sys.stdout.write("[ro.product.model]: [Pixel 7]\\n[ro.product.cpu.abi]: [arm64-v8a]\\n")
     elif args[0] == "push":
         sys.stdout.write(args[1] + ": 1 file pushed, 0 skipped. 41.2 MB/s (4296 bytes in 0.001s)\\n")
     elif args[0] == "shell" and args[1].endswith("/benchmark_model"):
@@ -151,8 +151,7 @@ def test_adb_run_sends_exact_commands_and_parses(fake_adb, binary, tiny):
                                   "--num_runs=50", "--warmup_runs=5", "--min_secs=0", "--warmup_min_secs=0"]
     assert fake_adb.calls() == [
         ["devices"],
-        s + ["shell", "getprop", "ro.product.model"],
-        s + ["shell", "getprop", "ro.product.cpu.abi"],
+        s + ["shell", "getprop"],
         s + ["shell", "mkdir", "-p", REMOTE_DIR],
         s + ["push", str(binary), REMOTE_BINARY],
         s + ["shell", "chmod", "755", REMOTE_BINARY],

@@ -5,15 +5,19 @@ We never download anything: the user supplies the `benchmark_model` binary built
 phone (TensorFlow publishes prebuilt `android_aarch64_benchmark_model` etc.). The run:
 
     adb devices                                   # pick the device (or check --serial)
-    adb -s S shell getprop ro.product.model       # for the table notes
-    adb -s S shell getprop ro.product.cpu.abi
+    adb -s S shell getprop                        # the device record: model, SoC, ABI, Android
     adb -s S shell mkdir -p /data/local/tmp/mobile-seg-bench
     adb -s S push BINARY /data/local/tmp/mobile-seg-bench/benchmark_model
     adb -s S shell chmod 755 /data/local/tmp/mobile-seg-bench/benchmark_model
     adb -s S push MODEL /data/local/tmp/mobile-seg-bench/0_MODEL.tflite   # per model
-    adb -s S shell /data/local/tmp/mobile-seg-bench/benchmark_model --graph=… --num_threads=N \
-        --num_runs=R --warmup_runs=W --min_secs=0 --warmup_min_secs=0 [--use_gpu=true|--use_nnapi=true]
+    adb -s S shell [taskset MASK] /data/local/tmp/mobile-seg-bench/benchmark_model --graph=… \
+        --num_threads=N --num_runs=R --warmup_runs=W --min_secs=0 --warmup_min_secs=0 \
+        [--use_gpu=true|--use_nnapi=true] [--enable_op_profiling=true --profiling_output_csv_file=…]
+    adb -s S pull /data/local/tmp/mobile-seg-bench/profile_I_T.csv LOCAL_TEMP   # with --op-profile
     adb -s S shell rm -rf /data/local/tmp/mobile-seg-bench      # always, even after an error
+
+A device that disappears mid-run (cable, adb server, reboot) is one DeviceError naming the
+step; nothing is written locally until every model has run.
 
 `--min_secs=0 --warmup_min_secs=0` make benchmark_model run exactly R timed and W warm-up
 runs (by default it keeps going for at least 1 s / 0.5 s).
@@ -24,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,6 +51,11 @@ _PEAK = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitori
 _SIZE = re.compile(rf"The input model file size \(MB\): ({_NUM})")
 _DELEGATE = re.compile(r"(?i)(applied .*delegate|executed by the delegate|delegate kernels|"
                        r"failed to apply .*delegate|replacing \d+ out of \d+ node)")
+# What adb says when the device went away between two commands.
+_GONE = re.compile(r"device (?:'[^']*' )?not found|device offline|no devices/emulators found|error: closed|"
+                   r"device still (?:connecting|authorizing)|protocol fault", re.I)
+_GETPROP = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
+_VERSION = re.compile(r"(?:TF ?Lite|LiteRT|TensorFlow Lite)[^\n]*?[Vv]ersion:? \[?v?([0-9][\w.\-]*)")
 # What sh / the Android linker say when the binary cannot run on this phone.
 _NOT_EXECUTABLE = ("can't execute", "cannot execute", "not executable", "exec format error",
                    "permission denied", "cannot link executable", "inaccessible or not found",
@@ -110,6 +120,15 @@ def parse_devices(text: str) -> list[tuple[str, str]]:
 
 # --- adb ------------------------------------------------------------------------------
 
+def parse_getprop(text: str) -> dict[str, str]:
+    """`adb shell getprop` output ("[key]: [value]" lines) as a dict."""
+    return {m.group(1): m.group(2) for ln in text.splitlines() if (m := _GETPROP.match(ln.strip()))}
+
+
+def _gone(text: str) -> bool:
+    return bool(_GONE.search(text))
+
+
 class Adb:
     """Runs adb commands for one device, keeping a log of every command it sent."""
 
@@ -130,8 +149,16 @@ class Adb:
         proc = self(*args)
         if proc.returncode != 0:
             msg = _last_line(proc.stderr + proc.stdout) or f"exit status {proc.returncode}"
+            self.raise_if_gone(proc, args)
             raise DeviceError(f"adb {' '.join(args[:2])} failed on device {self.serial}: {msg}")
         return proc.stdout
+
+    def raise_if_gone(self, proc: subprocess.CompletedProcess, args) -> None:
+        """DeviceError when adb's answer says the device disconnected."""
+        if proc.returncode != 0 and _gone((proc.stderr or "") + (proc.stdout or "")):
+            msg = _last_line(proc.stderr + proc.stdout)
+            raise DeviceError(f"device {self.serial} disconnected during `adb {' '.join(args[:2])}` ({msg}); "
+                              "reconnect it and run again (no result was written)")
 
 
 def _last_line(text: str) -> str:
@@ -186,9 +213,12 @@ def _remote_name(index: int, path: str | os.PathLike) -> str:
 
 
 def benchmark_args(remote_model: str, threads: int, runs: int, warmup: int, accelerator: str,
-                   xnnpack: bool) -> list[str]:
-    """The benchmark_model command line (after `adb -s S shell`)."""
-    args = [REMOTE_BINARY, f"--graph={remote_model}", f"--num_threads={threads}", f"--num_runs={runs}",
+                   xnnpack: bool, cores: tuple[int, ...] = (), profile_file: str | None = None) -> list[str]:
+    """The benchmark_model command line (after `adb -s S shell`), behind `taskset MASK` when
+    `cores` are given; with `profile_file`, op profiling written to that device path."""
+    from mobile_seg.bench.device import cpu_mask
+    pin = ["taskset", cpu_mask(cores)] if cores else []
+    args = pin + [REMOTE_BINARY, f"--graph={remote_model}", f"--num_threads={threads}", f"--num_runs={runs}",
             f"--warmup_runs={warmup}", "--min_secs=0", "--warmup_min_secs=0"]
     if accelerator == "gpu":
         args.append("--use_gpu=true")
@@ -196,6 +226,8 @@ def benchmark_args(remote_model: str, threads: int, runs: int, warmup: int, acce
         args.append("--use_nnapi=true")
     if not xnnpack:
         args.append("--use_xnnpack=false")
+    if profile_file:
+        args += ["--enable_op_profiling=true", f"--profiling_output_csv_file={profile_file}"]
     return args
 
 
@@ -216,7 +248,8 @@ def _check_binary(path: str | os.PathLike) -> Path:
 def run_adb_bench(paths: Sequence[str | os.PathLike], benchmark_binary: str | os.PathLike | None,
                   serial: str | None = None, threads: Sequence[int] = (1,), runs: int = 100,
                   warmup: int = 10, accelerator: str = "cpu", xnnpack: bool = True,
-                  progress: Callable[[str], None] | None = None) -> BenchResult:
+                  progress: Callable[[str], None] | None = None, op_profile: bool = False,
+                  cores: tuple[int, ...] = ()) -> BenchResult:
     """Benchmark `paths` on an Android device with the user's benchmark_model binary.
 
     Models run one after another (each benchmark_model run is a whole benchmark); the
@@ -242,10 +275,17 @@ def run_adb_bench(paths: Sequence[str | os.PathLike], benchmark_binary: str | os
     binary = _check_binary(benchmark_binary)
     adb = Adb(find_adb())
     adb.serial = pick_device(adb, serial)
-    device = {"serial": adb.serial, "model": _last_line(adb("shell", "getprop", "ro.product.model").stdout),
-              "abi": _last_line(adb("shell", "getprop", "ro.product.cpu.abi").stdout),
+    from mobile_seg.bench.device import ANDROID_PROPS, android_record, parse_delegate_lines
+    from mobile_seg.bench.profile import parse_op_profile
+    props_proc = adb("shell", "getprop")
+    adb.raise_if_gone(props_proc, ("shell", "getprop"))
+    allprops = parse_getprop(props_proc.stdout)
+    props = {k: next((allprops[p] for p in keys if allprops.get(p)), None) for k, keys in ANDROID_PROPS.items()}
+    device = {"serial": adb.serial, "model": props["model"], "abi": props["abi"],
               "benchmark_binary": str(binary), "accelerator": accelerator}
     results = [ModelResult(info) for info in infos]
+    profiles, fallback, runtime = [], {}, None
+    pulled = tempfile.TemporaryDirectory(prefix="mobile-seg-adb-")
     try:
         adb.check("shell", "mkdir", "-p", REMOTE_DIR)
         say(f"bench: pushing {binary.name} and {len(paths)} model(s) to {adb.serial}:{REMOTE_DIR}")
@@ -258,9 +298,27 @@ def run_adb_bench(paths: Sequence[str | os.PathLike], benchmark_binary: str | os
         for t in threads:
             for i, info in enumerate(infos):
                 say(f"bench: {info.name}, {t} thread(s), {accelerator} on {adb.serial}")
-                args = benchmark_args(remote[i], t, runs, warmup, accelerator, xnnpack)
+                remote_profile = f"{REMOTE_DIR}/profile_{i}_{t}.csv" if op_profile else None
+                args = benchmark_args(remote[i], t, runs, warmup, accelerator, xnnpack, cores, remote_profile)
                 proc = adb("shell", *args)
+                adb.raise_if_gone(proc, ("shell", "benchmark_model"))
                 parsed = _parse_run(proc, info.name, device)
+                text = (proc.stdout or "") + "\n" + (proc.stderr or "")
+                if runtime is None and (vm := _VERSION.search(text)):
+                    runtime = vm.group(1)
+                report = parse_delegate_lines(text)
+                if report.lines:
+                    fallback.setdefault(info.name, report.to_dict())
+                if remote_profile:
+                    local = Path(pulled.name) / f"profile_{i}_{t}.csv"
+                    adb.check("pull", remote_profile, str(local))
+                    ptext = local.read_text(errors="replace") if local.exists() else ""
+                    prof = (parse_op_profile(ptext, info.name, t, accelerator, parsed["inference_avg_ms"])
+                            or parse_op_profile(text, info.name, t, accelerator, parsed["inference_avg_ms"]))
+                    if prof is None:
+                        raise DeviceError(f"benchmark_model printed no op profile for {info.name}: is the "
+                                          "binary older than --enable_op_profiling?")
+                    profiles.append(prof)
                 extra = {"warmup_avg_ms": parsed["warmup_avg_ms"], "memory_init_mb": parsed["memory_init_mb"],
                          "memory_peak_mb": parsed["memory_peak_mb"], "delegate": parsed["delegate"]}
                 results[i].measurements.append(Measurement(
@@ -268,10 +326,23 @@ def run_adb_bench(paths: Sequence[str | os.PathLike], benchmark_binary: str | os
                     first_ms=parsed["first_ms"] if warmup > 0 else None,
                     peak_rss_mb=parsed["memory_overall_mb"], extra=extra))
     finally:
-        adb("shell", "rm", "-rf", REMOTE_DIR)
+        pulled.cleanup()
+        try:
+            adb("shell", "rm", "-rf", REMOTE_DIR, timeout=60)
+        except DeviceError:
+            pass  # a device that went away keeps the first error
     settings = {"threads": threads, "runs": runs, "warmup": warmup, "xnnpack": xnnpack,
-                "accelerator": accelerator, "interleaved": False}
+                "accelerator": accelerator, "interleaved": False, "op_profile": op_profile,
+                "cores": list(cores)}
+    accel_used = {"cpu": "cpu (XNNPACK)" if xnnpack else "cpu (no XNNPACK)", "gpu": "GPU delegate",
+                  "nnapi": "NNAPI delegate"}[accelerator]
+    if accelerator != "cpu" and fallback and all(f.get("cpu_ops") or f.get("cpu_nodes") for f in fallback.values()):
+        accel_used += " (partial: some ops on the CPU)"
+    device["device"] = android_record(
+        props, runtime=f"TFLite benchmark_model {runtime or '(version not printed)'}", accelerator=accel_used,
+        cores=tuple(cores), fallback=fallback).to_dict()
     result = BenchResult("adb", settings, device, results)
+    result.profiles = profiles
     result.assign_ratios()
     result.notes = adb_notes(result)
     result.environment["commands"] = [" ".join(c) for c in adb.log]
@@ -309,7 +380,16 @@ def adb_notes(result: BenchResult) -> list[str]:
         "peak RSS: benchmark_model's 'memory footprint delta from the start of the tool', overall",
         f"device: {d.get('model') or '?'} ({d.get('abi') or '?'}), serial {d['serial']}",
     ]
+    rec = d.get("device")
+    if rec:
+        cores = ",".join(map(str, rec["cores"]))
+        notes.append(f"device record: {rec['model'] or '?'}; SoC {rec['soc'] or '?'}; {rec['os'] or 'Android ?'}; "
+                     f"{rec['runtime']}; accelerator {rec['accelerator']}; "
+                     + (f"pinned to cores {cores} (taskset)" if rec["pinned"] else "cores not pinned"))
     for mr in result.models:
         lines = dict.fromkeys(line for m in mr.measurements for line in m.extra.get("delegate") or [])
         notes.extend(f"{mr.info.name}: {line}" for line in lines)
+        fb = (rec or {}).get("fallback", {}).get(mr.info.name)
+        if fb and fb.get("cpu_ops"):
+            notes.append(f"{mr.info.name}: fell back to the CPU: {', '.join(fb['cpu_ops'])}")
     return notes

@@ -99,8 +99,13 @@ def _load_avg() -> list[float] | None:
 
 def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,), runs: int = 100,
               warmup: int = 10, xnnpack: bool = True, memory: bool = True, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> BenchResult:
+              progress: Callable[[str], None] | None = None, duration: float | None = None,
+              cores: tuple[int, ...] = ()) -> BenchResult:
     """Benchmark `paths` (the first is the reference) on this machine; see the module doc.
+
+    `duration` (seconds): keep timing rounds until that long has passed instead of `runs`
+    rounds; every run's start time is kept (`result.series`) and each measurement gets a
+    `sustained` first-vs-last-tenth drift. `cores`: pin the process to those cores first.
 
     Raises ModelFileError for a missing file, a file that is not a .tflite, a model LiteRT
     cannot load, or one with a dynamic input shape, before anything is timed.
@@ -115,6 +120,10 @@ def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,),
     threads = parse_threads(threads)
     names = display_names(paths)
     rng = np.random.default_rng(seed)
+    from mobile_seg.bench.device import host_record, pin_host
+    from mobile_seg.bench.sustained import check_duration, drift
+    check_duration(duration)
+    affinity = pin_host(tuple(cores))
 
     # Build every interpreter first: a bad file fails before anything is timed.
     runners = {}  # (model index, threads) -> TFLiteModel
@@ -141,19 +150,30 @@ def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,),
 
     keys = [(i, t) for t in threads for i in range(len(paths))]
     samples = {key: [] for key in keys}
+    starts = {key: [] for key in keys}
+    timed = f"{duration:g} s of timed rounds" if duration else f"{runs} timed rounds"
     say(f"bench: {len(paths)} model(s) x threads {','.join(map(str, threads))}: "
-        f"{warmup} warm-up + {runs} timed rounds, interleaved")
+        f"{warmup} warm-up + {timed}, interleaved")
     load_before = _load_avg()
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    rounds = warmup + runs if duration is None else 2**62
+    t0 = deadline = None
     try:
-        for r, t, i in interleaved_order(len(paths), threads, warmup + runs):
+        for r, t, i in interleaved_order(len(paths), threads, rounds):
+            if r >= warmup and t0 is None:
+                t0 = time.perf_counter_ns()
+                deadline = t0 + int(duration * 1e9) if duration else None
+            if deadline is not None and t == threads[0] and i == r % len(paths) and \
+                    time.perf_counter_ns() >= deadline:
+                break  # only at a round boundary: every model keeps the same number of runs
             invoke = runners[i, t].interpreter.invoke
             start = time.perf_counter_ns()
             invoke()
             elapsed = time.perf_counter_ns() - start
             if r >= warmup:
                 samples[i, t].append(elapsed / 1e9)
+                starts[i, t].append((start - t0) / 1e9)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -164,15 +184,22 @@ def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,),
         extra = {"memory_method": peak["method"]} if peak.get("method") else {}
         if peak.get("error"):
             extra["memory_error"] = peak["error"]
+        if duration:
+            extra["sustained"] = drift(starts[i, t], [s * 1e3 for s in samples[i, t]]).to_dict()
         results[i].measurements.append(Measurement(
             threads=t, latency=latency_stats(samples[i, t]), init_ms=runners[i, t].init_ms,
             first_ms=first[i, t], peak_rss_mb=peak.get("peak_rss_mb"), extra=extra))
 
     env = host_environment()
     env.update({"load_avg_before": load_before, "load_avg_after": load_after})
-    settings = {"threads": threads, "runs": runs, "warmup": warmup, "xnnpack": xnnpack, "seed": seed,
-                "interleaved": True, "memory": memory}
+    env["device"] = host_record(xnnpack, affinity, pinned=bool(cores)).to_dict()
+    settings = {"threads": threads, "runs": runs if duration is None else len(samples[keys[0]]),
+                "warmup": warmup, "xnnpack": xnnpack, "seed": seed, "interleaved": True, "memory": memory,
+                "duration": duration, "cores": list(cores)}
     result = BenchResult("host", settings, env, results)
+    if duration:
+        result.series = {f"{names[i]} ({t} thr)": (starts[i, t], [s * 1e3 for s in samples[i, t]])
+                         for (i, t) in keys}
     result.assign_ratios()
     result.notes = host_notes(result)
     return result
@@ -180,10 +207,13 @@ def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,),
 
 def host_notes(result: BenchResult) -> list[str]:
     s, env = result.settings, result.environment
+    timed = f"{s['runs']} timed rounds"
+    if s.get("duration"):
+        timed = f"{s['runs']} timed rounds in a sustained {s['duration']:g} s run"
     notes = [
         f"reference: {result.models[0].info.name}; vs ref = median latency / the reference's median "
         "at the same thread count",
-        f"latency: invoke() only, {s['runs']} timed rounds after {s['warmup']} warm-up rounds, models "
+        f"latency: invoke() only, {timed} after {s['warmup']} warm-up rounds, models "
         f"interleaved round by round; XNNPACK {'on' if s['xnnpack'] else 'off'}; ai-edge-litert "
         f"{env.get('ai_edge_litert', '?')}",
     ]
@@ -202,4 +232,16 @@ def host_notes(result: BenchResult) -> list[str]:
     if env.get("load_avg_before"):
         load = f", load average {env['load_avg_before'][0]:.2f} before / {env['load_avg_after'][0]:.2f} after"
     notes.append(f"host: {env.get('cpu') or env.get('machine')}, {env.get('cpu_count')} CPUs{load}")
+    if env.get("device"):
+        d = env["device"]
+        cores = ",".join(map(str, d["cores"])) or "?"
+        notes.append(f"device: {d['soc']}; {d['os']}; {d['runtime']}; accelerator {d['accelerator']}; "
+                     + (f"pinned to cores {cores}" if d["pinned"] else f"cores {cores} (not pinned)"))
+    for mr in result.models:
+        for m in mr.measurements:
+            if m.extra.get("sustained"):
+                d = m.extra["sustained"]
+                notes.append(f"sustained {mr.info.name} ({m.threads} thr): first tenth {d['first_ms']:.2f} ms, "
+                             f"last tenth {d['last_ms']:.2f} ms, drift {d['drift_pct']:+.1f}% over "
+                             f"{d['seconds']:.0f} s")
     return notes

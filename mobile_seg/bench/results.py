@@ -80,6 +80,8 @@ class BenchResult:
     environment: dict
     models: list[ModelResult]
     notes: list[str] = field(default_factory=list)
+    series: dict = field(default_factory=dict)  # sustained runs: {label: (start times s, latency ms)}
+    profiles: list = field(default_factory=list)  # OpProfile per model (--op-profile)
 
     @property
     def threads(self) -> list[int]:
