@@ -112,6 +112,24 @@ def test_parse_op_profile_space_aligned_with_calls_and_start_column():
     assert (o.first_ms, o.avg_ms, o.name) == (87.754, 60.957, "conv0")
 
 
+def test_parse_captured_standin_run_of_mediapipe_selfie():
+    """A run captured here: the stand-in on MediaPipe's selfie model, ai-edge-litert 2.3.0."""
+    from mobile_seg.bench.adb import latency_from_output, parse_benchmark_output
+    text = (FIXTURES / "standin_selfie_op_profile.txt").read_text()
+    p = parse_benchmark_output(text)
+    assert p["init_ms"] == pytest.approx(15.415) and p["inference_avg_ms"] == pytest.approx(10.1502)
+    lat = latency_from_output(p)
+    assert lat.runs == 50 and lat.median_ms == pytest.approx(10.253) and lat.min_ms == pytest.approx(5.834)
+    prof = parse_op_profile(text, "selfie", whole_ms=p["inference_avg_ms"])
+    assert len(prof.ops) == 136  # the 136 float ops of the census (fp16 weights' DEQUANTIZEs are folded)
+    assert prof.ops[0].op == "CONV_2D" and prof.ops[0].name == "conv2d" and prof.ops[0].avg_ms == pytest.approx(0.310)
+    bt = prof.by_type()
+    assert bt["CONV_2D"]["count"] == 43 and bt["Convolution2DTransposeBias"]["count"] == 1
+    assert sum(v["pct"] for v in bt.values()) == pytest.approx(100.0)
+    d = parse_delegate_lines(text)
+    assert d.delegate == "XNNPACK delegate" and not d.fell_back
+
+
 def test_side_by_side_table():
     a = OpProfile("a.tflite", "x", (OpTime(0, "CONV_2D", "c", 3.0), OpTime(1, "ADD", "s", 1.0)), whole_ms=5.0)
     b = OpProfile("b.tflite", "x", (OpTime(0, "CONV_2D", "c", 1.0), OpTime(1, "LOGISTIC", "l", 1.0)))
