@@ -635,7 +635,8 @@ def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_pat
             from mobile_seg.bench.profile import profile_host
             result.profiles = [profile_host(mr.info.path, mr.info.name, threads=result.threads[0],
                                             xnnpack=xnnpack, runs=min(runs, 50), seed=seed,
-                                            whole_ms=mr.measurements[0].latency.median_ms, progress=say)
+                                            whole_ms=mr.measurements[0].latency.median_ms, progress=say,
+                                            whole_min_ms=mr.measurements[0].latency.min_ms)
                                for mr in result.models]
     parity_rows = None
     if parity_data:

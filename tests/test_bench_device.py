@@ -138,7 +138,8 @@ def test_side_by_side_table():
     assert rows[0] == ["CONV_2D", "1", "3.000", "75.0", "1", "1.000", "50.0"]
     assert rows[1][0] == "LOGISTIC" and rows[1][1:4] == ["-", "-", "-"]
     assert rows[-2] == ["sum of ops", "2", "4.000", "100.0", "2", "2.000", "100.0"]
-    assert rows[-1][2] == "5.000" and rows[-1][3] == "sum/whole 0.80" and rows[-1][5] == "-"
+    assert rows[-1][0] == "whole model, median" and rows[-1][2] == "5.000" and rows[-1][3] == "sum/this 0.80"
+    assert rows[-1][5] == "-"
 
 
 def test_drift_first_vs_last_tenth():
@@ -228,6 +229,19 @@ def test_cli_host_sustained_profile_parity_json(tiny, tmp_path):
     assert 0.0 <= par["tiny_fp32.tflite", "fp16"]["max_abs_diff"] < 0.05
     assert par["tiny_int8.tflite", "xnnpack"]["iou_mean"] > 0.5
     assert "| op type " in res.stdout and "mask IoU mean" in res.stdout
+
+
+def test_host_cores_pinned_for_the_run_then_restored(tiny):
+    from mobile_seg.bench.harness import run_bench
+    before = os.sched_getaffinity(0)
+    r = run_bench([tiny["int8"]], runs=3, warmup=1, memory=False, cores=(0,))
+    dev = r.environment["device"]
+    assert dev["cores"] == [0] and dev["pinned"] is True and r.settings["cores"] == [0]
+    assert any("pinned to cores 0" in n for n in r.notes)
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(ConfigError, match="--cores: this machine has cores 0-"):
+        run_bench([tiny["int8"]], runs=1, memory=False, cores=(4096,))
+    assert os.sched_getaffinity(0) == before
 
 
 def test_cli_errors_before_timing(tiny, tmp_path):

@@ -7,10 +7,12 @@ benchmark_model docs recommend on big.LITTLE phones).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
 
 from mobile_seg.errors import ConfigError
 
@@ -166,6 +168,18 @@ def parse_cores(spec: str | None) -> tuple[int, ...]:
 def cpu_mask(cores: tuple[int, ...]) -> str:
     """The hex mask `taskset` takes: (4, 5, 6, 7) -> 'f0'."""
     return format(sum(1 << c for c in cores), "x")
+
+
+@contextlib.contextmanager
+def pinned(cores: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Pin this process to `cores` for the block (yield the affinity in force); the previous
+    affinity is restored afterwards, also after an error."""
+    before = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else ()
+    try:
+        yield pin_host(cores)
+    finally:
+        if cores and before:
+            os.sched_setaffinity(0, before)
 
 
 def pin_host(cores: tuple[int, ...]) -> tuple[int, ...]:

@@ -105,11 +105,20 @@ def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,),
 
     `duration` (seconds): keep timing rounds until that long has passed instead of `runs`
     rounds; every run's start time is kept (`result.series`) and each measurement gets a
-    `sustained` first-vs-last-tenth drift. `cores`: pin the process to those cores first.
+    `sustained` first-vs-last-tenth drift. `cores`: pin the process to those cores for the
+    run (the previous affinity is restored afterwards).
 
     Raises ModelFileError for a missing file, a file that is not a .tflite, a model LiteRT
     cannot load, or one with a dynamic input shape, before anything is timed.
     """
+    from mobile_seg.bench.device import pinned
+    with pinned(tuple(cores)) as affinity:
+        return _run_bench(paths, threads, runs, warmup, xnnpack, memory, seed, progress, duration, cores,
+                          affinity)
+
+
+def _run_bench(paths, threads, runs, warmup, xnnpack, memory, seed, progress, duration, cores,
+               affinity) -> BenchResult:
     from mobile_seg.tflite_model import TFLiteModel
 
     say = progress or (lambda msg: None)
@@ -120,10 +129,9 @@ def run_bench(paths: Sequence[str | os.PathLike], threads: Sequence[int] = (1,),
     threads = parse_threads(threads)
     names = display_names(paths)
     rng = np.random.default_rng(seed)
-    from mobile_seg.bench.device import host_record, pin_host
+    from mobile_seg.bench.device import host_record
     from mobile_seg.bench.sustained import check_duration, drift
     check_duration(duration)
-    affinity = pin_host(tuple(cores))
 
     # Build every interpreter first: a bad file fails before anything is timed.
     runners = {}  # (model index, threads) -> TFLiteModel

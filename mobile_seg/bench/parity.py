@@ -221,7 +221,9 @@ def format_parity(rows: Sequence[ParityRow]) -> str:
     from mobile_seg.bench.results import pipe_table
 
     def f(v, fmt):
-        return "-" if v is None else format(v, fmt)
+        if v is None:
+            return "-"
+        return format(v, ".1e") if 0 < v < 1e-3 else format(v, fmt)
     body = [[r.model, r.candidate, r.reference, str(r.images), f(r.iou_mean, ".4f"), f(r.iou_min, ".4f"),
              f(r.max_abs_diff, ".4f"), f(r.mean_abs_diff, ".5f"), f(r.candidate_ms, ".2f"),
              f(r.reference_ms, ".2f")] for r in rows]

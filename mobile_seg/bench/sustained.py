@@ -60,8 +60,9 @@ def check_duration(duration: float | None) -> None:
 
 def plot_sustained(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
                    title: str, window: int = 15) -> dict:
-    """Latency over time per series ({label: (times s, latency ms)}): each run as a faint dot and a
-    rolling median of `window` runs as a line; written atomically (format from the extension)."""
+    """Latency over time per series ({label: (times s, latency ms)}): each run as a faint dot, a
+    rolling median of `window` runs as a line, the first and last tenth shaded (the drift's
+    medians, in the legend); written atomically (format from the extension)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -73,13 +74,19 @@ def plot_sustained(series: dict[str, tuple[Sequence[float], Sequence[float]]], p
         plt.close(fig)
         raise ConfigError(f"--plot: unsupported image format .{fmt} (use .png, .svg or .pdf)", path)
     try:
+        span = max((float(np.max(t)) for t, _ in series.values() if len(t)), default=0.0)
+        if span > 0:  # the two tenths the drift compares
+            ax.axvspan(0, span / 10, color="0.85", zorder=0)
+            ax.axvspan(span * 0.9, span, color="0.85", zorder=0)
         for k, (label, (t, v)) in enumerate(series.items()):
             t, v = np.asarray(t), np.asarray(v)
             color = f"C{k}"
+            d = drift(t, v)
+            label = f"{label}: {d.first_ms:.2f} → {d.last_ms:.2f} ms, drift {d.drift_pct:+.1f}%"
             ax.scatter(t, v, s=3, alpha=0.25, color=color, linewidths=0)
             if v.size >= window:
                 roll = np.array([np.median(v[max(0, i - window + 1):i + 1]) for i in range(v.size)])
-                ax.plot(t, roll, color=color, linewidth=1.4, label=f"{label} (rolling median of {window})")
+                ax.plot(t, roll, color=color, linewidth=1.4, label=f"{label} (line: rolling median of {window})")
             else:
                 ax.plot(t, v, color=color, linewidth=1.0, label=label)
         hi = max((np.percentile(v, 99) for _, v in series.values() if len(v)), default=1.0)
