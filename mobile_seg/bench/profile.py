@@ -207,44 +207,51 @@ def single_op_models(content: bytes) -> list[tuple[int, str, str, bytes]]:
     return out
 
 
-def _time_invoke(interpreter, runs: int, warmup: int) -> tuple[float, float]:
-    invoke = interpreter.invoke
-    start = time.perf_counter_ns()
-    invoke()
-    first = (time.perf_counter_ns() - start) / 1e6
-    for _ in range(warmup):
-        invoke()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter_ns()
-        invoke()
-        samples.append(time.perf_counter_ns() - start)
-    return float(np.median(samples)) / 1e6, first
-
-
 def profile_host(path: str | os.PathLike, name: str, threads: int = 1, xnnpack: bool = True,
                  runs: int = 30, warmup: int = 3, whole_ms: float | None = None, seed: int = 0,
                  progress: Callable[[str], None] | None = None, whole_min_ms: float | None = None) -> OpProfile:
-    """Time every op of `path` in isolation (see the module doc); avg_ms is each op's median."""
-    from mobile_seg.tflite_model import _interpreter_class, read_model_bytes, random_tensor
+    """Time every op of `path` in isolation (see the module doc); avg_ms is each op's median.
+
+    Like the harness, the ops are interleaved: every one-op interpreter is built first, then
+    each round runs every op, the first op rotating from round to round, so a burst of load
+    from another job lands on all ops alike instead of on whichever op was being timed. In a
+    round each op runs twice in a row and the second run is timed: in the graph an op reads
+    the tensor the previous op has just written, so a cold-cache run (after 100+ other
+    one-op interpreters) would overstate it.
+    """
+    from mobile_seg.tflite_model import _interpreter_class, random_tensor, read_model_bytes
 
     Interpreter, OpResolverType = _interpreter_class()
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     rng = np.random.default_rng(seed)
-    ops = []
     singles = single_op_models(read_model_bytes(path))
-    for n, (k, op, tensor_name, content) in enumerate(singles):
-        if progress and n % 25 == 0:
-            progress(f"bench: op profile of {name}: op {n + 1}/{len(singles)}")
+    if progress:
+        progress(f"bench: op profile of {name}: {len(singles)} ops x {runs} interleaved rounds")
+    interpreters, first = [], []
+    for k, op, tensor_name, content in singles:
         it = Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver)
         it.allocate_tensors()
         for d in it.get_input_details():
             scale, zero = d["quantization"]
             it.set_tensor(d["index"], random_tensor(tuple(int(s) for s in d["shape"]), d["dtype"],
                                                     (scale, zero), rng))
-        ms, first = _time_invoke(it, runs, warmup)
-        ops.append(OpTime(index=k, op=op, name=tensor_name, avg_ms=ms, first_ms=first))
-        del it
+        start = time.perf_counter_ns()
+        it.invoke()
+        first.append((time.perf_counter_ns() - start) / 1e6)
+        interpreters.append(it)
+    n = len(interpreters)
+    samples: list[list[int]] = [[] for _ in range(n)]
+    for r in range(warmup + runs):
+        for j in range(n):
+            k = (j + r) % n
+            invoke = interpreters[k].invoke
+            invoke()  # untimed: brings this op's weights and input into cache, as in the graph
+            start = time.perf_counter_ns()
+            invoke()
+            if r >= warmup:
+                samples[k].append(time.perf_counter_ns() - start)
+    ops = [OpTime(index=k, op=op, name=tensor_name, avg_ms=float(np.median(samples[j])) / 1e6, first_ms=first[j])
+           for j, (k, op, tensor_name, _) in enumerate(singles)]
     return OpProfile(model=name, source="isolated ops (ai-edge-litert)", ops=tuple(ops), whole_ms=whole_ms,
                      threads=threads, accelerator="cpu (XNNPACK)" if xnnpack else "cpu (reference kernels)",
                      whole_min_ms=whole_min_ms)
