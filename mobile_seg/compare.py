@@ -6,8 +6,10 @@ For every split, each image is decoded once and every model predicts its person 
 the image's own resolution. Per model and split:
 
 - dataset-level person IoU (pixel counts summed over the split), precision, recall;
-- mean of per-image person IoU; an image where neither truth nor prediction has a person
-  has no IoU and is left out of the mean (as `recipes/failure_cases.py` always did);
+- mean of per-image person IoU over the images whose ground truth has a person (the same
+  images for every model, so means and paired differences agree); images without a
+  person are scored apart: the share of them where the model marks any person pixel
+  ("false alarms on empty images");
 - the paired per-image IoU difference against the FIRST model, with a bootstrap 95 %
   confidence interval (images resampled with replacement, fixed seed);
 - on frame-ordered splits (`--video`), flicker: the mean fraction of pixels whose label
@@ -70,8 +72,9 @@ class ModelSplitScore:
     tp: int = 0
     fp: int = 0
     fn: int = 0
-    ious: list[float] = field(default_factory=list)     # NaN where neither has a person
+    ious: list[float] = field(default_factory=list)     # NaN where the truth has no person
     changes: list[float] = field(default_factory=list)  # flicker terms (video splits)
+    empty_alarms: list[bool] = field(default_factory=list)  # images without a person: marked one?
 
     @property
     def iou(self) -> float:
@@ -89,6 +92,10 @@ class ModelSplitScore:
     def mean_iou(self) -> float:
         v = np.asarray(self.ious, float)
         return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+    @property
+    def empty_false_alarm(self) -> float | None:
+        return float(np.mean(self.empty_alarms)) if self.empty_alarms else None
 
     @property
     def flicker(self) -> float | None:
@@ -151,7 +158,8 @@ class CompareResult:
             for i, name in enumerate(self.names):
                 sc = self.scores[i, s.name]
                 d = {"person_iou": _r(sc.iou), "mean_image_iou": _r(sc.mean_iou),
-                     "precision": _r(sc.precision), "recall": _r(sc.recall), "flicker": _r(sc.flicker, 5)}
+                     "precision": _r(sc.precision), "recall": _r(sc.recall), "flicker": _r(sc.flicker, 5),
+                     "empty_images": len(sc.empty_alarms), "empty_false_alarm": _r(sc.empty_false_alarm)}
                 if i > 0:
                     mean, low, high, n = paired_difference(base.ious, sc.ious)
                     d["paired_diff"] = {"mean": _r(mean), "ci95": [_r(low), _r(high)], "images": n}
@@ -179,10 +187,14 @@ class CompareResult:
                     mean, low, high, _ = paired_difference(base.ious, sc.ious)
                     diff = f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"
                 row = [name, _f(sc.iou), _f(sc.mean_iou), diff, _f(sc.precision), _f(sc.recall)]
+                if base.empty_alarms:
+                    row.append(f"{sum(sc.empty_alarms)}/{len(sc.empty_alarms)}")
                 if s.video:
                     row.append(_f(sc.flicker, 4))
                 rows.append(row)
             head = ["model", "IoU", "mean img IoU", "paired diff [95% CI]", "precision", "recall"]
+            if base.empty_alarms:
+                head.append("alarms on empty images")
             if s.video:
                 head.append(f"flicker (truth {self.truth_flicker.get(s.name, float('nan')):.4f})")
             lines.append(f"{s.name}: {self.images[s.name]} images")
@@ -272,8 +284,10 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
                 tp, fp, fn = person_counts(pred, truth, ignore)
                 sc = scores[i, s.name]
                 sc.tp, sc.fp, sc.fn = sc.tp + tp, sc.fp + fp, sc.fn + fn
-                iou = _div(tp, tp + fp + fn)
+                iou = _div(tp, tp + fp + fn) if tp + fn > 0 else float("nan")
                 sc.ious.append(iou)
+                if tp + fn == 0:
+                    sc.empty_alarms.append(fp > 0)
                 if same_seq:
                     sc.changes.append(float(np.mean((pred == PERSON) != (prev_pred[i] == PERSON))))
                 prev_pred[i] = pred if s.video else None

@@ -24,6 +24,23 @@ def clips(shared_data, tmp_path_factory):
     return davis, portraits, ids
 
 
+def test_images_without_a_person_are_scored_apart(shared_data, tmp_path):
+    """coco_person val starts with one image with people and three without: the mean
+    per-image IoU is that one image's IoU, the three count as false alarms or not."""
+    coco = build(voc_subset(shared_data / "coco_person", tmp_path / "coco_person", {"val": 4}), tmp_path / "b")
+    res = compare([shared_data / "models/selfie_segmentation.tflite", "default"], [SplitSpec(coco)],
+                  bench=False, progress=False)
+    for i, name in enumerate(res.names):
+        sc = res.scores[i, "coco_person/val"]
+        assert len(sc.ious) == 4 and np.isnan(sc.ious[1:]).all() and np.isfinite(sc.ious[0])
+        assert sc.mean_iou == sc.ious[0] and len(sc.empty_alarms) == 3
+        rows = [r for r in res.rows if r["model"] == name]
+        assert sc.empty_false_alarm == np.mean([r["fp"] > 0 for r in rows[1:]])
+    d = res.to_dict()["splits"]["coco_person/val"]["models"]["default.tflite"]
+    assert d["empty_images"] == 3 and d["paired_diff"]["images"] == 1
+    assert "alarms on empty images" in res.format()
+
+
 def test_counts_differences_and_sequences():
     truth = np.array([[1, 1, 0, 255], [0, 1, 0, 1]], np.uint8)
     pred = np.array([[1, 0, 1, 1], [0, 1, 0, 0]], np.uint8)
