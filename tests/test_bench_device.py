@@ -251,6 +251,10 @@ def test_cli_errors_before_timing(tiny, tmp_path):
     assert r.exit_code == 2 and r.stderr.strip().endswith("--parity-data: not a folder")
     r = CliRunner().invoke(main, ["bench", str(tiny["fp32"]), "--profile-csv", str(tmp_path / "p.csv")])
     assert r.exit_code == 2 and "--profile-csv: only with --op-profile" in r.stderr
+    r = CliRunner().invoke(main, ["bench", str(tiny["fp32"]), "--adb", "--duration", "5"])
+    assert r.exit_code == 2 and "error: --duration: host only (not with --adb)" in r.stderr
+    r = CliRunner().invoke(main, ["bench", str(tiny["fp32"]), "--cores", "3-1"])
+    assert r.exit_code == 2 and "error: --cores: expected core numbers like 4-7 or 0,2, got '3-1'" in r.stderr
 
 
 # --- the stand-in device --------------------------------------------------------------------------
@@ -376,6 +380,10 @@ def test_fake_device_gpu_fallback_is_reported(device, tiny, monkeypatch):
 def test_fake_device_disconnects_mid_run(device, tiny, tmp_path, monkeypatch):
     # devices, getprop, mkdir, push binary, chmod, push model, first benchmark run: gone from call 8 on
     monkeypatch.setenv("FAKE_ADB_GONE_AFTER", "7")
+    import tempfile
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the pulled profiles would stay
     out_csv, prof = tmp_path / "out.csv", tmp_path / "ops.csv"
     res = CliRunner().invoke(main, ["bench", str(tiny["fp32"]), "--adb", "--benchmark-binary", str(device.path),
                                     "--threads", "1,2", "--runs", "3", "--op-profile", "--profile-csv", str(prof),
@@ -386,6 +394,7 @@ def test_fake_device_disconnects_mid_run(device, tiny, tmp_path, monkeypatch):
     assert "adb: device 'R58M1234ABC' not found" in last and "no result was written" in last
     assert not out_csv.exists() and not prof.exists()
     assert list(tmp_path.glob(".*.tmp")) == [] and res.stdout.strip() == ""
+    assert list(scratch.iterdir()) == []  # the pulled-files folder is gone too
     assert device.calls()[-1][2:5] == ["shell", "rm", "-rf"]  # cleanup still attempted
 
 
