@@ -110,6 +110,15 @@ def test_parse_op_profile_space_aligned_with_calls_and_start_column():
              "\t CONV_2D\t 0.066\t 87.754\t 60.957\t 2.066%\t 2.066%\t 0.000\t 1\t[conv0]:0\n")
     o = parse_op_profile(older).ops[0]
     assert (o.first_ms, o.avg_ms, o.name) == (87.754, 60.957, "conv0")
+    # --profiling_output_csv_file: ", "-separated, commas in node names turned into tabs
+    as_csv = ("Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+              "============================== Run Order ==============================\n"
+              "node type, first, avg_ms, %, cdf%, mem KB, times called, name\n"
+              "CONV_2D, 0.5, 0.4, 80%, 80%, 0, 1, [a\tb]:0\n"
+              "Convolution (NHWC, QC8) GEMM, 0.1, 0.05, 20%, 100%, 0, 2, Delegate/Convolution (NHWC\t QC8) GEMM:1\n")
+    c = parse_op_profile(as_csv)
+    assert [(o.op, o.avg_ms, o.calls, o.name) for o in c.ops] == [
+        ("CONV_2D", 0.4, 1, "a,b"), ("Convolution (NHWC, QC8) GEMM", 0.05, 2, "Delegate/Convolution (NHWC, QC8) GEMM:1")]
 
 
 def test_parse_captured_standin_run_of_mediapipe_selfie():

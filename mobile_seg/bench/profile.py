@@ -86,21 +86,27 @@ class OpProfile:
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _IS_NUM = re.compile(rf"^{_NUM}%?$")
 _NODE_NAME = re.compile(r"^\[(.*)\]:\d+$")
+_CSV_ROW = re.compile(rf"^(?P<type>.+?), (?P<nums>(?:{_NUM}%?, ){{5,6}}{_NUM}), (?P<name>.*)$")
 
 
 def _run_order_row(line: str) -> tuple[str, float, float, int, str] | None:
-    """(type, first ms, avg ms, times called, name) of one run-order row: tab-, comma- or
-    space-aligned, with or without the older `[start]` column; None for anything else."""
-    line = line.strip()
-    if "\t" in line or re.search(r"\s{2,}", line):
-        f = [x.strip() for x in re.split(r"\t|\s{2,}", line) if x.strip()]
-    else:  # benchmark_model's CSV formatter
-        f = [x.strip() for x in next(csv.reader([line]), []) if x.strip()]
-    if len(f) < 8 or not all(_IS_NUM.match(x) for x in f[1:-1]) or not f[-4].endswith("%"):
+    """(type, first ms, avg ms, times called, name) of one run-order row, or None.
+
+    Three layouts: the default one (each field a tab plus right-aligned padding), the same
+    pasted with spaces, and `--profiling_output_csv_file`'s CSV (", "-separated; commas in
+    node names were turned into tabs by TFLite). With or without the older `[start]` column.
+    """
+    body = line.strip(" \r\n")
+    m = None if body.startswith("\t") else _CSV_ROW.match(body)
+    if m:  # the type may hold ", " itself (XNNPACK's "Convolution (NHWC, QC8) GEMM"): numbers anchor it
+        f = [m.group("type").strip()] + m.group("nums").split(", ") + [m.group("name").replace("\t", ",")]
+    else:
+        f = [x.strip() for x in re.split(r"\t|\s{2,}", body.strip()) if x.strip()]
+    pct = next((i for i, x in enumerate(f[:6]) if x.endswith("%")), None)
+    if pct not in (3, 4) or len(f) < pct + 5 or not all(_IS_NUM.match(x) for x in f[1:pct + 4]):
         return None
-    nums = f[1:-1]                      # [start] first avg % cdf% mem times
-    first, avg, times = float(nums[-6]), float(nums[-5]), int(float(nums[-1]))
-    name = f[-1]
+    first, avg, times = float(f[pct - 2]), float(f[pct - 1]), int(float(f[pct + 3]))
+    name = ", ".join(f[pct + 4:])
     m = _NODE_NAME.match(name)
     return f[0], first, avg, times, (m.group(1) if m else name)
 
