@@ -68,6 +68,16 @@ def test_full_delegation_and_legacy_split_line():
     assert parse_delegate_lines("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.").fell_back is False
 
 
+def test_partial_and_unused_delegate_lines():
+    part = parse_delegate_lines("INFO: Explicitly applied GPU delegate, and the model graph will be partially "
+                                "executed by the delegate w/ 3 delegate kernels.\n")
+    assert part.fully_delegated is False and part.partitions == 3 and part.fell_back
+    none = parse_delegate_lines("INFO: Though NNAPI delegate is explicitly applied, the model graph will not be "
+                                "executed by the delegate.\n")
+    assert none.delegate == "NNAPI delegate" and none.delegated == 0 and none.fell_back
+    assert "NNAPI delegate" in none.summary()
+
+
 def test_cores_and_mask():
     assert parse_cores("4-7") == (4, 5, 6, 7) and cpu_mask((4, 5, 6, 7)) == "f0"
     assert parse_cores("0,2") == (0, 2) and cpu_mask((0, 2)) == "5" and parse_cores(None) == ()
@@ -382,7 +392,7 @@ def test_fake_device_gpu_fallback_is_reported(device, tiny, monkeypatch):
     fb = r.environment["device"]["fallback"]["tiny_int8.tflite"]
     assert fb["cpu_ops"] == ["DEPTHWISE_CONV_2D", "RESIZE_BILINEAR"] and fb["cpu_nodes"] == 2
     assert (fb["delegated"], fb["total"], fb["partitions"]) == (3, 5, 3)
-    assert r.environment["device"]["accelerator"] == "GPU delegate (partial: some ops on the CPU)"
+    assert r.environment["device"]["accelerator"] == "GPU delegate (partial: some ops on the CPU for tiny_int8.tflite)"
     assert "tiny_int8.tflite: fell back to the CPU: DEPTHWISE_CONV_2D, RESIZE_BILINEAR" in r.notes
 
 

@@ -336,8 +336,10 @@ def run_adb_bench(paths: Sequence[str | os.PathLike], benchmark_binary: str | os
                 "cores": list(cores)}
     accel_used = {"cpu": "cpu (XNNPACK)" if xnnpack else "cpu (no XNNPACK)", "gpu": "GPU delegate",
                   "nnapi": "NNAPI delegate"}[accelerator]
-    if accelerator != "cpu" and fallback and all(f.get("cpu_ops") or f.get("cpu_nodes") for f in fallback.values()):
-        accel_used += " (partial: some ops on the CPU)"
+    fell_back = [name for name, f in fallback.items()
+                 if f.get("cpu_ops") or f.get("cpu_nodes") or f.get("fully_delegated") is False]
+    if accelerator != "cpu" and fell_back:
+        accel_used += f" (partial: some ops on the CPU for {', '.join(fell_back)})"
     device["device"] = android_record(
         props, runtime=f"TFLite benchmark_model {runtime or '(version not printed)'}", accelerator=accel_used,
         cores=tuple(cores), fallback=fallback).to_dict()

@@ -51,6 +51,7 @@ class DelegateReport:
 
     @property
     def fell_back(self) -> bool:
+        """Some of the graph ran on the CPU although a delegate was asked for."""
         return bool(self.cpu_ops) or bool(self.cpu_nodes) or self.fully_delegated is False
 
     def summary(self) -> str:
@@ -81,6 +82,8 @@ _SPLIT = re.compile(r"(?:First )?(\d+) operations will run on the (\w+), and the
 _UNSUPPORTED_HEAD = re.compile(r"(?:Following|Next) operations are not supported by (\w+) delegate")
 _CREATED = re.compile(r"Created TensorFlow Lite (?:(\w+) )?delegate for (\w+)")
 _APPLIED = re.compile(r"(?:Explicitly )?[Aa]pplied (\w+) delegate(.*)")
+_KERNELS = re.compile(r"partially executed by the delegate w/ (\d+) delegate kernels")
+_NOT_APPLIED = re.compile(r"Though (\w+) delegate is explicitly applied, the model graph will not be executed")
 
 
 def parse_delegate_lines(text: str) -> DelegateReport:
@@ -118,6 +121,10 @@ def parse_delegate_lines(text: str) -> DelegateReport:
             delegated, total, partitions = int(m.group(1)), int(m.group(2)), int(m.group(4))
             delegate = m.group(3)
             kept.append(ln)
+        elif m := _NOT_APPLIED.search(ln):
+            delegate = delegate or f"{m.group(1)} delegate"
+            fully, delegated = False, 0
+            kept.append(ln)
         elif m := _APPLIED.search(ln):
             delegate = delegate or f"{m.group(1)} delegate"
             rest = m.group(2).lower()
@@ -125,12 +132,16 @@ def parse_delegate_lines(text: str) -> DelegateReport:
                 fully = True
             elif "partially" in rest or "not completely" in rest:
                 fully = False
+                if (k := _KERNELS.search(ln)) and partitions is None:
+                    partitions = int(k.group(1))
             kept.append(ln)
         elif m := _CREATED.search(ln):
             name = m.group(1) or m.group(2)
             delegate = delegate or f"{name} delegate"
             kept.append(ln)
-        elif "delegate" in ln.lower() and ("fail" in ln.lower() or "fall" in ln.lower()):
+        elif ("delegate" in ln.lower() and ("fail" in ln.lower() or "fall" in ln.lower())) or \
+                "Disallowed CPU fallback" in ln:
+            fully = False if "Disallowed CPU fallback" in ln else fully
             kept.append(ln)
     if fully is None and delegated is not None and total is not None:
         fully = delegated == total and partitions == 1
