@@ -386,6 +386,23 @@ def test_fake_device_push_run_pull_parse(device, tiny):
     assert rec["fallback"]["tiny_int8.tflite"]["cpu_ops"] == []
 
 
+def test_cli_adb_op_profile_csv_and_json_on_fake_device(device, tiny, tmp_path):
+    prof = tmp_path / "ops.csv"
+    res = CliRunner().invoke(main, ["bench", str(tiny["fp32"]), str(tiny["int8"]), "--adb", "--benchmark-binary",
+                                    str(device.path), "--runs", "5", "--warmup", "1", "--op-profile",
+                                    "--profile-csv", str(prof), "--cores", "0-1", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [len(p["ops"]) for p in out["op_profile"]] == [5, 5]
+    assert out["op_profile"][0]["source"] == "benchmark_model op profiling"
+    rows = list(csv.DictReader(prof.open()))
+    assert len(rows) == 10 and {r["model"] for r in rows} == {"tiny_fp32.tflite", "tiny_int8.tflite"}
+    assert sum(float(r["pct"]) for r in rows if r["model"] == "tiny_int8.tflite") == pytest.approx(100.0)
+    assert out["environment"]["device"]["cores"] == [0, 1]
+    assert any(" -s R58M1234ABC shell taskset 3 " in c for c in out["environment"]["commands"])
+    assert "| op type" in res.stdout and "device record: Google Pixel 7; SoC Google GS201; Android 14" in res.stdout
+
+
 def test_fake_device_gpu_fallback_is_reported(device, tiny, monkeypatch):
     monkeypatch.setenv("FAKE_GPU_UNSUPPORTED", "RESIZE_BILINEAR,DEPTHWISE_CONV_2D")
     r = run_adb_bench([tiny["int8"]], device.path, runs=3, warmup=1, accelerator="gpu")
