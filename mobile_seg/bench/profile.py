@@ -58,6 +58,7 @@ class OpProfile:
     threads: int = 1
     accelerator: str = "cpu"
     whole_min_ms: float | None = None
+    skipped: tuple[str, ...] = ()   # ops that could not be run alone (e.g. control flow)
 
     @property
     def sum_ms(self) -> float:
@@ -77,7 +78,7 @@ class OpProfile:
     def to_dict(self) -> dict:
         return {"model": self.model, "source": self.source, "threads": self.threads,
                 "accelerator": self.accelerator, "whole_ms": self.whole_ms, "whole_min_ms": self.whole_min_ms,
-                "sum_ms": self.sum_ms,
+                "sum_ms": self.sum_ms, "skipped": list(self.skipped),
                 "by_type": self.by_type(), "ops": [asdict(o) for o in self.ops]}
 
 
@@ -233,18 +234,24 @@ def profile_host(path: str | os.PathLike, name: str, threads: int = 1, xnnpack: 
     singles = single_op_models(read_model_bytes(path))
     if progress:
         progress(f"bench: op profile of {name}: {len(singles)} ops x {runs} interleaved rounds")
-    interpreters, first = [], []
-    for k, op, tensor_name, content in singles:
-        it = Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver)
-        it.allocate_tensors()
-        for d in it.get_input_details():
-            scale, zero = d["quantization"]
-            it.set_tensor(d["index"], random_tensor(tuple(int(s) for s in d["shape"]), d["dtype"],
-                                                    (scale, zero), rng))
-        start = time.perf_counter_ns()
-        it.invoke()
+    interpreters, first, kept, skipped = [], [], [], []
+    for single in singles:
+        k, op, tensor_name, content = single
+        try:
+            it = Interpreter(model_content=content, num_threads=threads, experimental_op_resolver_type=resolver)
+            it.allocate_tensors()
+            for d in it.get_input_details():
+                scale, zero = d["quantization"]
+                it.set_tensor(d["index"], random_tensor(tuple(int(s) for s in d["shape"]), d["dtype"],
+                                                        (scale, zero), rng))
+            start = time.perf_counter_ns()
+            it.invoke()
+        except (ValueError, RuntimeError):
+            skipped.append(f"{op} {tensor_name}")
+            continue
         first.append((time.perf_counter_ns() - start) / 1e6)
         interpreters.append(it)
+        kept.append(single)
     n = len(interpreters)
     samples: list[list[int]] = [[] for _ in range(n)]
     for r in range(warmup + runs):
@@ -257,10 +264,10 @@ def profile_host(path: str | os.PathLike, name: str, threads: int = 1, xnnpack: 
             if r >= warmup:
                 samples[k].append(time.perf_counter_ns() - start)
     ops = [OpTime(index=k, op=op, name=tensor_name, avg_ms=float(np.median(samples[j])) / 1e6, first_ms=first[j])
-           for j, (k, op, tensor_name, _) in enumerate(singles)]
+           for j, (k, op, tensor_name, _) in enumerate(kept)]
     return OpProfile(model=name, source="isolated ops (ai-edge-litert)", ops=tuple(ops), whole_ms=whole_ms,
                      threads=threads, accelerator="cpu (XNNPACK)" if xnnpack else "cpu (reference kernels)",
-                     whole_min_ms=whole_min_ms)
+                     whole_min_ms=whole_min_ms, skipped=tuple(skipped))
 
 
 # --- side by side ------------------------------------------------------------------------
@@ -308,7 +315,8 @@ def format_profiles(profiles: Sequence[OpProfile], top: int | None = 12) -> str:
     lines = [pipe_table(header, rows, numeric), ""]
     for p in profiles:
         lines.append(f"op profile of {p.model}: {p.source}, {p.threads} thread(s), {p.accelerator}, "
-                     f"{len(p.ops)} ops")
+                     f"{len(p.ops)} ops" + (f"; {len(p.skipped)} could not run alone and are not counted: "
+                                            + ", ".join(p.skipped) if p.skipped else ""))
     return "\n".join(lines)
 
 
