@@ -564,7 +564,8 @@ def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_image
 @click.option("--json", "as_json", is_flag=True, help="Also print the result as one JSON line, last.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Write the table rows as CSV.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
-              help="Latency vs accuracy (from model metadata) or latency bars, e.g. bench.png.")
+              help="Latency vs accuracy (from model metadata) or latency bars, e.g. bench.png; with "
+                   "--duration, latency over time.")
 @click.option("--metric", default=None, help="Accuracy for --plot as DATASET/SPLIT:NAME (default: person_iou).")
 @click.option("--adb", "use_adb", is_flag=True, help="Run on an Android device with benchmark_model.")
 @click.option("--serial", default=None, help="adb device serial (when several are attached).")
