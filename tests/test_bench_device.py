@@ -403,6 +403,19 @@ def test_cli_adb_op_profile_csv_and_json_on_fake_device(device, tiny, tmp_path):
     assert "| op type" in res.stdout and "device record: Google Pixel 7; SoC Google GS201; Android 14" in res.stdout
 
 
+def test_profile_from_stdout_when_the_build_writes_no_file(device, tiny, monkeypatch):
+    from mobile_seg.bench import adb as adb_mod
+    real = adb_mod.benchmark_args
+
+    def no_file_flag(*args, **kwargs):  # an older build: prints the profile, writes no file
+        return [a for a in real(*args, **kwargs) if not a.startswith("--profiling_output_csv_file=")]
+    monkeypatch.setattr(adb_mod, "benchmark_args", no_file_flag)
+    r = run_adb_bench([tiny["int8"]], device.path, runs=3, warmup=1, op_profile=True)
+    assert [o.op for o in r.profiles[0].ops] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "CONV_2D",
+                                                 "RESIZE_BILINEAR"]
+    assert [c[2] for c in device.calls() if len(c) > 2].count("pull") == 1  # tried, failed, fell back
+
+
 def test_fake_device_gpu_fallback_is_reported(device, tiny, monkeypatch):
     monkeypatch.setenv("FAKE_GPU_UNSUPPORTED", "RESIZE_BILINEAR,DEPTHWISE_CONV_2D")
     r = run_adb_bench([tiny["int8"]], device.path, runs=3, warmup=1, accelerator="gpu")

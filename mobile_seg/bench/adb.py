@@ -311,8 +311,10 @@ def run_adb_bench(paths: Sequence[str | os.PathLike], benchmark_binary: str | os
                     fallback.setdefault(info.name, report.to_dict())
                 if remote_profile:
                     local = Path(pulled.name) / f"profile_{i}_{t}.csv"
-                    adb.check("pull", remote_profile, str(local))
-                    ptext = local.read_text(errors="replace") if local.exists() else ""
+                    pull = adb("pull", remote_profile, str(local))
+                    adb.raise_if_gone(pull, ("pull", remote_profile))
+                    # builds that ignore --profiling_output_csv_file write no file: their stdout has it
+                    ptext = local.read_text(errors="replace") if pull.returncode == 0 and local.exists() else ""
                     prof = (parse_op_profile(ptext, info.name, t, accelerator, parsed["inference_avg_ms"])
                             or parse_op_profile(text, info.name, t, accelerator, parsed["inference_avg_ms"]))
                     if prof is None:
