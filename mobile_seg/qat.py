@@ -15,8 +15,9 @@ How the graph is quantized:
   Cropping2D, Dropout) has a default config. Layers it has none for get ours from
   `CUSTOM_CONFIGS` (Resizing: quantize the output, as TFLite's int8 RESIZE_* needs); any
   other unsupported layer is reported by name before anything is trained.
-- BatchNorm is frozen while fine-tuning (`freeze_batchnorm`): training runs the graph the
-  converter folds, on the ranges calibrated from it.
+- BatchNorm statistics are frozen while fine-tuning (`freeze_batchnorm`: moving mean and
+  variance, also in training mode): training runs the graph the converter folds, on the
+  ranges calibrated from it.
 - Range initialisation: tfmot starts every activation range at [-6, 6] and moves it by
   an EMA with decay 0.999, so after 500 steps 60 % of the range is still the initial
   guess. `calibrate_ranges` sets them from the float model's activations on training
@@ -329,7 +330,8 @@ def qat_train_config(run_dir, steps: int, learning_rate: float, batch_size: int 
 
 
 def freeze_batchnorm(qat_model) -> int:
-    """Run every BatchNorm of a QAT model on its moving statistics, untrained; return how many.
+    """Run every BatchNorm of a QAT model on its moving statistics, also in training mode, and
+    stop updating them (gamma and beta still train: they fold into the conv); return how many.
 
     The converter folds BN with the moving statistics, and `calibrate_ranges` sets the
     activation ranges from the float model in inference mode: QAT must train that same
@@ -338,7 +340,8 @@ def freeze_batchnorm(qat_model) -> int:
     the calibrated ranges clip most activations, the first step's gradients reach 1e9, BN
     gammas and variances explode, and the converted file has requantization scales
     (input x weight / output scale) up to 1e9 that XNNPACK refuses (it needs < 256).
-    Keras 2 runs a BN layer with trainable=False in inference mode.
+    Keras 2 runs a BN layer with trainable=False in inference mode (tfmot's wrapper keeps
+    gamma and beta among its trainable weights).
     """
     import tf_keras
     n = 0
@@ -416,7 +419,7 @@ def qat(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | 
             "format": QAT_FORMAT, "source_run": str(run_dir.resolve()),
             "source_step": ckpt_io.checkpoint_step(source_ckpt), "source_checkpoint": source_ckpt,
             "steps": tcfg.steps, "learning_rate": tcfg.learning_rate, "batch_size": tcfg.batch_size,
-            "calib_images": int(calib_images), "batchnorm": "frozen (moving statistics)",
+            "calib_images": int(calib_images), "batchnorm": "moving statistics, frozen",
             "scheme": "tfmot default 8-bit, per-channel Conv2D and DepthwiseConv2D weights"})
         model_fn = make_model_fn(run_dir, out_dir, data_dir, calib_images, log)
         return train(data_dir, out_dir, config, tcfg, progress=progress, stream=stream,

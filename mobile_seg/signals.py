@@ -57,13 +57,23 @@ class StopFlag:
 
 @contextlib.contextmanager
 def stop_on_signals(what: str) -> Iterator[None]:
-    """Raise Stopped("<SIGNAL>: <what>") in the main thread on SIGINT/SIGTERM."""
+    """Raise Stopped("<SIGNAL>: <what>") in the main thread on SIGINT/SIGTERM.
+
+    The exception may surface as another type (TensorFlow re-raises errors from code it
+    traces as its own); whatever leaves the block after a signal is turned back into Stopped.
+    """
+    received: list[str] = []
 
     def handle(signum, frame):
-        raise Stopped(signal.Signals(signum).name, what)
+        received.append(signal.Signals(signum).name)
+        raise Stopped(received[0], what)
 
     previous = _install(handle)
     try:
         yield
+    except BaseException as e:
+        if received and not isinstance(e, Stopped):
+            raise Stopped(received[0], what) from None
+        raise
     finally:
         _restore(previous)

@@ -150,9 +150,16 @@ def test_output_heads(tmp_path, output, variant, io_type):
     if output == "category":
         agree = (out == ref).mean()
         assert agree > (0.999 if variant == "fp32" else 0.9), agree
+    elif variant == "fp32":
+        assert np.abs(out - ref).max() < 1e-4
     else:
-        tol = 1e-4 if variant == "fp32" else (0.1 if output != "logits" else 0.25 * np.abs(ref).max() + 0.05)
-        assert np.abs(out - ref).max() < tol
+        # 8 bits through an untrained, calibration-only net (mini_model is seeded): on average
+        # about one output step off, a few clipped pixels up to ~0.1 in probability
+        # (measured over 6 seeds: mean 0.002-0.004, max 0.008-0.22)
+        scale = 1.0 if output != "logits" else np.abs(ref).max()
+        diff = np.abs(out - ref)
+        assert diff.mean() < 0.01 * scale + (0.01 if output == "logits" else 0.0), diff.mean()
+        assert diff.max() < (0.15 if output != "logits" else 0.25 * scale + 0.05), diff.max()
     probs = tfl.predict_probabilities(image)
     assert probs.shape == (32, 32, 2)
 

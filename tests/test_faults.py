@@ -299,3 +299,15 @@ def test_export_shows_progress_per_file_and_sizes_in_mib(tmp_path):
         assert any(re.fullmatch(rf"\[\d/2\] wrote {f.variant}\.tflite: {mib} in \d+ s", line) for line in lines), lines
         assert f" {f.size_bytes / 2**20:7.2f} MiB " in result.format()
     assert "MB " not in result.format()
+
+
+def test_a_signal_that_surfaces_as_another_exception_is_still_a_clean_stop():
+    from mobile_seg.signals import stop_on_signals
+    with pytest.raises(Stopped, match="^SIGTERM: work stopped$") as info:
+        with stop_on_signals("work stopped"):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(2)
+            except Stopped:   # what TensorFlow does to an error raised in code it traces
+                raise RuntimeError("in user code: ...") from None
+    assert info.value.exit_code == 143 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -96,7 +96,8 @@ def test_calibrated_ranges_make_the_qat_model_match_the_float_model():
     assert logits.min() <= float(lo.numpy()) < 0 < float(hi.numpy()) <= logits.max()
 
 
-def test_qat_run_saves_weights_and_config_reloads_and_resumes(shared_data, root):
+def test_qat_run_saves_weights_and_config_reloads_and_resumes(shared_data, root, tmp_path):
+    import shutil
     from mobile_seg.qat import load_qat, qat, sync_weight_ranges
     qat_dir, result = tiny_qat(shared_data, root)
     assert result.step == 2 and result.start_step == 0
@@ -114,10 +115,37 @@ def test_qat_run_saves_weights_and_config_reloads_and_resumes(shared_data, root)
     x = np.random.default_rng(3).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
     np.testing.assert_allclose(model(x, training=False).numpy(), result.model(x, training=False).numpy(),
                                atol=1e-6)
-    # rerunning with more steps resumes from the saved step
-    again = qat(tiny_run(root), tiny_data(shared_data, root), qat_dir, steps=3, batch_size=2,
+    # rerunning with more steps resumes from the saved step (in a copy: the shared QAT
+    # folder stays as the export tests expect it)
+    resumed = tmp_path / "qat"
+    shutil.copytree(qat_dir, resumed)
+    again = qat(tiny_run(root), tiny_data(shared_data, root), resumed, steps=3, batch_size=2,
                 calib_images=4, progress=False)
     assert again.start_step == 2 and again.step == 3
+    assert json.loads((qat_dir / "train_summary.json").read_text())["step"] == 2
+
+
+def test_qat_trains_the_deployed_graph_batchnorm_frozen(shared_data, root):
+    """BatchNorm normalises with the float run's moving statistics, which QAT leaves as they
+    are: training mode computes what the converter folds (batch statistics would not match
+    the calibrated ranges, and an unsettled run's gradients exploded: XNNPACK then refused
+    the file). gamma and beta still fine-tune (they fold into the conv like the rest)."""
+    import tf_keras
+    from mobile_seg.checkpoint import load_run
+    _, result = tiny_qat(shared_data, root)
+    float_model, _, _ = load_run(tiny_run(root))
+    bns = [(layer.layer, float_model.get_layer(layer.layer.name)) for layer in result.model.layers
+           if isinstance(getattr(layer, "layer", None), tf_keras.layers.BatchNormalization)]
+    assert len(bns) > 50
+    for qat_bn, float_bn in bns:
+        assert not qat_bn.trainable
+        np.testing.assert_array_equal(qat_bn.moving_mean.numpy(), float_bn.moving_mean.numpy())
+        np.testing.assert_array_equal(qat_bn.moving_variance.numpy(), float_bn.moving_variance.numpy())
+        # 2 steps at 3e-5: gamma moves by ~1e-4, not by the 1e4 of the unfrozen explosion
+        np.testing.assert_allclose(qat_bn.gamma.numpy(), float_bn.gamma.numpy(), atol=1e-2)
+    qat_bn = bns[0][0]   # training mode normalises with the moving statistics, as inference does
+    x = np.random.default_rng(5).normal(3.0, 2.0, (2, 8, 8, qat_bn.gamma.shape[0])).astype(np.float32)
+    np.testing.assert_allclose(qat_bn(x, training=True).numpy(), qat_bn(x, training=False).numpy(), atol=1e-6)
 
 
 def test_qat_refuses_a_dir_of_another_run(shared_data, root, tmp_path):

@@ -24,20 +24,28 @@ def report(shared_data, root):
     return rep
 
 
-def test_report_has_a_row_per_variant_with_every_column(report):
+def test_report_has_a_row_per_variant_with_every_column(report, shared_data, root):
     rows = {r["variant"]: r for r in report["rows"]}
+    exported = {f.variant: f.size_bytes for f in tiny_export(shared_data, root).files}
     assert list(rows) == ["keras-float", "keras-qat", "fp32", "fp16", "dynamic", "int8", "qat-int8"]
     for variant in ("fp32", "fp16", "dynamic", "int8", "qat-int8"):
         r = rows[variant]
-        for key in ("size_bytes", "size_ratio_fp32", "miou", "person_iou", "drop_pt", "max_abs_diff",
-                    "pixel_mismatch", "census", "latency_ms", "latency_ratio_fp32"):
-            assert r.get(key) is not None, (variant, key)
-        assert r["images"] == 3
+        assert r["images"] == 3 and r["size_bytes"] == exported[variant]   # (before metrics were embedded)
+        assert 0.0 <= r["miou"] <= 1.0 and 0.0 <= r["person_iou"] <= 1.0 and 0.0 <= r["pixel_mismatch"] <= 1.0
+        assert r["drop_pt"] == round(100 * (rows["keras-float"]["miou"] - r["miou"]), 3)
+        assert r["latency_ms"] > 0 and abs(r["latency_ratio_fp32"] - r["latency_ms"] / rows["fp32"]["latency_ms"]) < 0.01
         assert "flag" not in r
+    ratio = {v: rows[v]["size_ratio_fp32"] for v in ("fp32", "fp16", "dynamic", "int8", "qat-int8")}
+    assert ratio["fp32"] == 1.0 and 0.45 < ratio["fp16"] < 0.6
+    assert all(ratio[v] < 0.4 for v in ("dynamic", "int8", "qat-int8")), ratio   # int8 weights
+    assert rows["fp32"]["census"]["int8"] == 0
+    for variant in ("int8", "qat-int8"):
+        assert rows[variant]["census"]["float"] == 0 < rows[variant]["census"]["int8"], rows[variant]["census"]
     # a random tiny net: logits of a few units, classes near ties (the trained model: 3.8e-5, 0 flips)
     assert rows["fp32"]["max_abs_diff"] < 3e-4 and rows["fp32"]["pixel_mismatch"] < 1e-3
     assert abs(rows["fp32"]["drop_pt"]) < 0.05
-    assert rows["qat-int8"]["max_abs_diff_vs_qat_keras"] is not None
+    # the conversion is faithful to the QAT graph: closer to its own Keras model than to the float one
+    assert rows["qat-int8"]["max_abs_diff_vs_qat_keras"] < rows["qat-int8"]["max_abs_diff"]
     assert report["latency"]["threads"] == 1 and report["latency"]["interleaved"]
     assert report["flags"] == []
 

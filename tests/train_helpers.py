@@ -62,8 +62,10 @@ def untrained_run(run_dir: Path, config) -> Path:
     layout `mobile-seg train` writes, without spending time on training steps."""
     import tensorflow as tf
     from mobile_seg.model import build_model
+    import tf_keras
     run_dir = Path(run_dir)
     config.save(run_dir / "config.json")
+    tf_keras.utils.set_random_seed(0)   # the same weights every run (tests compare outputs)
     ckpt = tf.train.Checkpoint(model=build_model(config), step=tf.Variable(0, dtype=tf.int64))
     tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=1).save(checkpoint_number=0)
     return run_dir
