@@ -15,7 +15,9 @@ CONFIG=mobile_seg/configs/person_192.json
 QAT_STEPS=${QAT_STEPS:-500}
 MP=$SHARED/models/selfie_segmentation.tflite
 MP_LANDSCAPE=$SHARED/models/selfie_segmentation_landscape.tflite
-RVM=$SHARED/models/rvm_teacher_256x256.tflite
+# every-person teachers (RVM: see MODEL_CARD.md on its licence; set RVM=/RVM512= to replace it)
+RVM=${RVM:-$SHARED/models/rvm_teacher_256x256.tflite}
+RVM512=${RVM512:-$SHARED/models/rvm_teacher_512x512.tflite}
 L=$WORK/labels B=$WORK/built_soft V=$WORK/built_val
 mkdir -p "$L" "$B" "$V"
 start=$(date +%s)
@@ -30,7 +32,7 @@ done
 for v in asl_again asl_book asl_sister asl_walk; do
   mobile-seg label "$MP" "$SHARED/videos/$v.mkv" --out "$L/video_${v}_mp" --flip --every 8 --quiet
 done
-mobile-seg label "$SHARED/models/rvm_teacher_512x512.tflite" "$SHARED/coco_person" \
+mobile-seg label "$RVM512" "$SHARED/coco_person" \
   --out "$L/coco_person_rvm" --flip --quiet
 mobile-seg label "$RVM" "$SHARED/scenes_unlabeled" --out "$L/scenes_rvm256" \
   --boxes "$SHARED/scenes_unlabeled/boxes.json" --threads 2 --quiet
