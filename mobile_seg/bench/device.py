@@ -237,9 +237,25 @@ class DeviceRecord:
                 f"accelerator {self.accelerator}; {pin}")
 
 
+def host_environment() -> dict:
+    """CPU, core count, load average and library versions: what a latency figure depends on."""
+    env = {"platform": platform.platform(), "machine": platform.machine(), "cpu": platform.processor(),
+           "cpu_count": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            env["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        from importlib.metadata import version
+        env["ai_edge_litert"] = version("ai-edge-litert")
+    except Exception:  # noqa: BLE001  (a version string is a nicety)
+        pass
+    return env
+
+
 def host_record(xnnpack: bool, cores: tuple[int, ...], pinned: bool) -> DeviceRecord:
     """This machine: CPU model, OS, ai-edge-litert version, the CPU path used."""
-    from mobile_seg.bench.harness import host_environment
     env = host_environment()
     return DeviceRecord(kind="host", model=platform.node() or None, soc=env.get("cpu"),
                         os=f"{platform.system()} {platform.release()}",

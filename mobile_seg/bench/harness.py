@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import gc
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from mobile_seg.bench.device import host_environment
 from mobile_seg.bench.results import BenchResult, Measurement, ModelInfo, ModelResult
 from mobile_seg.bench.stats import latency_stats
 from mobile_seg.errors import ConfigError
@@ -71,23 +71,6 @@ def model_info(model, name: str) -> ModelInfo:
         size_bytes=model.size_bytes, census=model.op_census().to_dict(),
         metadata_name=meta.get("name"), variant=meta.get("variant"), metrics=model.metrics or None,
     )
-
-
-def host_environment() -> dict:
-    """CPU, core count, load average and library versions: what a latency figure depends on."""
-    env = {"platform": platform.platform(), "machine": platform.machine(), "cpu": platform.processor(),
-           "cpu_count": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            env["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        from importlib.metadata import version
-        env["ai_edge_litert"] = version("ai-edge-litert")
-    except Exception:  # noqa: BLE001  (a version string is a nicety)
-        pass
-    return env
 
 
 def _load_avg() -> list[float] | None:
