@@ -95,8 +95,11 @@ def test_cli_compare_csv_json_and_errors(shared_data, clips, tmp_path):
     assert "paired diff [95% CI]" in res.stdout
     rows = list(csv.DictReader(open(tmp_path / "rows.csv")))
     assert len(rows) == 2 * (3 + 8) and {r["model"] for r in rows} == {"selfie_segmentation.tflite", "default.tflite"}
-    bad = cli("compare", mp, "--data", f"{portraits}:nope", "--no-bench", "--csv", tmp_path / "x.csv")
-    assert bad.returncode == 2 and len(error_lines(bad.stderr)) == 1
+    from click.testing import CliRunner
+    from mobile_seg.cli import main
+    bad = CliRunner().invoke(main, ["compare", str(mp), "--data", f"{portraits}:nope", "--no-bench",
+                                    "--csv", str(tmp_path / "x.csv")])
+    assert bad.exit_code == 2 and len(error_lines(bad.stderr)) == 1
     assert "no split 'nope'" in error_lines(bad.stderr)[0] and not (tmp_path / "x.csv").exists()
-    bad = cli("compare", "no_such_model", "--data", portraits)
-    assert bad.returncode == 2 and "no_such_model: neither a file nor a shipped model" in error_lines(bad.stderr)[0]
+    bad = CliRunner().invoke(main, ["compare", "no_such_model", "--data", str(portraits)])
+    assert bad.exit_code == 2 and "no_such_model: neither a file nor a shipped model" in error_lines(bad.stderr)[0]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from mobile_seg.config import ModelConfig, TrainConfig
 from mobile_seg.errors import ConfigError
-from train_helpers import build, cli, error_lines, voc_subset
+from train_helpers import build, error_lines, voc_subset
 
 SIZE = 64
 
@@ -185,15 +185,22 @@ def test_label_a_video(shared_data, tmp_path):
     assert np.asarray(Image.open(tmp_path / "out/SegmentationSoft/clip_000003.png")).shape == (72, 96)
 
 
+def run_cli(*args):
+    """`mobile-seg ARGS` in this process (click's runner: exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+    from mobile_seg.cli import main
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
 def test_label_errors(shared_data, tmp_path):
-    res = cli("label", shared_data / "MANIFEST.md", shared_data / "portraits", "--out", tmp_path / "o")
-    assert res.returncode == 2 and "MANIFEST.md" in error_lines(res.stderr)[0]
-    res = cli("label", shared_data / "models/selfie_segmentation.tflite", tmp_path / "nothing",
-              "--out", tmp_path / "o")
-    assert res.returncode == 2 and error_lines(res.stderr) == [f"error: {tmp_path / 'nothing'}: not found"]
-    res = cli("label", shared_data / "models/selfie_segmentation.tflite", shared_data / "portraits",
-              "--out", tmp_path / "o", "--band", "1.5")
-    assert res.returncode == 2 and "--band must be in [0, 1)" in error_lines(res.stderr)[0]
+    res = run_cli("label", shared_data / "MANIFEST.md", shared_data / "portraits", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and "MANIFEST.md" in error_lines(res.stderr)[0]
+    res = run_cli("label", shared_data / "models/selfie_segmentation.tflite", tmp_path / "nothing",
+                  "--out", tmp_path / "o")
+    assert res.exit_code == 2 and error_lines(res.stderr) == [f"error: {tmp_path / 'nothing'}: not found"]
+    res = run_cli("label", shared_data / "models/selfie_segmentation.tflite", shared_data / "portraits",
+                  "--out", tmp_path / "o", "--band", "1.5")
+    assert res.exit_code == 2 and "--band must be in [0, 1)" in error_lines(res.stderr)[0]
     assert not (tmp_path / "o").exists()
 
 
@@ -236,15 +243,15 @@ def test_check_flags_a_bad_soft_label(tmp_path):
 def test_training_learns_from_the_soft_labels(labelled, tmp_path):
     """The same first step with and without the soft-label term: only the weight differs,
     so a dropped term would give equal losses."""
+    from mobile_seg.train import train
     _, built = labelled
+    cfg = ModelConfig(alpha=0.35, input_size=(SIZE, SIZE))
     losses = {}
-    for w in ("0", "4"):
-        res = cli("train", "--data", built, "--alpha", "0.35", "--crop-size", "64", "--steps", "1",
-                  "--batch-size", "4", "--distill-weight", w, "--out", tmp_path / f"run{w}", "--json")
-        assert res.returncode == 0, res.stderr[-2000:]
-        losses[w] = json.loads(res.stdout.strip().splitlines()[-1])["loss"]
-    assert losses["4"] > losses["0"] + 0.01, losses
-    saved = json.loads((tmp_path / "run4" / "train_config.json").read_text())
+    for w in (0.0, 4.0):
+        tc = TrainConfig(steps=1, batch_size=4, distill_weight=w)
+        losses[w] = train([built], tmp_path / f"run{w}", cfg, tc, progress=False).loss
+    assert losses[4.0] > losses[0.0] + 0.01, losses
+    saved = json.loads((tmp_path / "run4.0" / "train_config.json").read_text())
     assert saved["distill_weight"] == 4.0 and "teacher" not in saved
 
 
@@ -259,9 +266,9 @@ def test_retired_in_loop_teacher():
 
 def test_cli_bad_data_weights(portraits6, tmp_path):
     built = build(portraits6, tmp_path / "built")
-    res = cli("train", "--data", built, "--alpha", "0.35", "--crop-size", "64", "--steps", "2",
-              "--data-weights", "1,2,3", "--out", tmp_path / "run")
-    assert res.returncode == 2, res.stderr[-2000:]
+    res = run_cli("train", "--data", built, "--alpha", "0.35", "--crop-size", "64", "--steps", "2",
+                  "--data-weights", "1,2,3", "--out", tmp_path / "run")
+    assert res.exit_code == 2, res.output
     errors = error_lines(res.stderr)
     assert len(errors) == 1 and "--data-weights has 3 values for 1 --data" in errors[0]
     assert not (tmp_path / "run").exists()
