@@ -22,6 +22,7 @@ and its ratio to the first model's.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import re
 import sys
@@ -46,8 +47,9 @@ class SplitSpec:
     split: str = "val"
     video: bool = False
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
+        """'<dataset name>/<split>' (the descriptor is read once, not per use)."""
         return f"{_dataset_name(self.data)}/{self.split}"
 
 
@@ -250,8 +252,9 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
     if len({Path(p).name for p in distinct}) < len(distinct):  # different files, same name
         names = display_names(paths)
     names = _unique(names)
+    descriptors = {}
     for s in splits:  # every split checked before the long part
-        desc = read_descriptor(s.data)
+        desc = descriptors[s] = read_descriptor(s.data)
         if s.split not in desc["splits"]:
             raise DatasetError(f"no split {s.split!r} (have: {', '.join(sorted(desc['splits']))})", s.data)
         if int(desc.get("num_classes", 2)) != 2:
@@ -261,8 +264,8 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
     scores, truth_flicker, images, rows = {}, {}, {}, []
     stream = stream or sys.stderr
     for s in splits:
-        ignore = int(read_descriptor(s.data).get("ignore_label", 255))
-        total = int(read_descriptor(s.data)["splits"][s.split]["num_examples"])
+        ignore = int(descriptors[s].get("ignore_label", 255))
+        total = int(descriptors[s]["splits"][s.split]["num_examples"])
         total = min(total, limit) if limit else total
         for i in range(len(paths)):
             scores[i, s.name] = ModelSplitScore()
