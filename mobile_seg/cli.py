@@ -76,7 +76,12 @@ def _dataset_options(fn):
         click.argument("dataset", required=False),
         click.option("--images", metavar="DIR", help="Images folder; pairs matched by file stem with --masks."),
         click.option("--masks", metavar="DIR", help="Masks folder (class-index PNGs)."),
-        click.option("--num-classes", type=int, default=2, show_default=True),
+        click.option("--num-classes", type=int, default=None,
+                     help="Class count (default: the class names', 2 with --binary, the colour map's, "
+                          "else 1 + the largest label in the masks)."),
+        click.option("--class-names", metavar="NAME0,NAME1,...",
+                     help="Class names in index order (default: DATASET/labels.txt or labelmap.txt, "
+                          "else background, class_1, ...)."),
         click.option("--ignore-label", type=int, default=255, show_default=True),
         click.option("--colour-map", metavar="voc|FILE.json",
                      help="Convert RGB colour masks to class indices (VOC palette or index→[r,g,b] JSON)."),
@@ -91,7 +96,7 @@ def _dataset_options(fn):
 @data.command("check")
 @_dataset_options
 @user_errors
-def data_check(dataset, images, masks, num_classes, ignore_label, colour_map, binary, as_json):
+def data_check(dataset, images, masks, num_classes, class_names, ignore_label, colour_map, binary, as_json):
     """Check DATASET: split counts, image sizes, class pixels, problems.
 
     DATASET is a PASCAL VOC 2012 folder (JPEGImages/, SegmentationClass/,
@@ -102,7 +107,8 @@ def data_check(dataset, images, masks, num_classes, ignore_label, colour_map, bi
     from mobile_seg.data.check import check_dataset, format_report
 
     report = check_dataset(dataset, images=images, masks=masks, num_classes=num_classes,
-                           ignore_label=ignore_label, colour_map=colour_map, binary=binary)
+                           class_names=class_names, ignore_label=ignore_label, colour_map=colour_map,
+                           binary=binary)
     click.echo(format_report(report))
     if as_json:
         echo_json(report.to_dict())
@@ -115,8 +121,8 @@ def data_check(dataset, images, masks, num_classes, ignore_label, colour_map, bi
 @click.option("--skip-bad", is_flag=True, help="Leave out the pairs `data check` rejects (listed).")
 @click.option("--shards", default="auto", show_default=True, help="Shards per split: N or auto.")
 @user_errors
-def data_build(dataset, images, masks, num_classes, ignore_label, colour_map, binary, as_json,
-               out, skip_bad, shards):
+def data_build(dataset, images, masks, num_classes, class_names, ignore_label, colour_map, binary,
+               as_json, out, skip_bad, shards):
     """Build DATASET into TFRecords per split + descriptor.json in DIR.
 
     Refuses (exit 2) when `data check` finds problems, unless --skip-bad. Ctrl-C or
@@ -124,17 +130,18 @@ def data_build(dataset, images, masks, num_classes, ignore_label, colour_map, bi
     """
     from dataclasses import asdict
 
-    from mobile_seg.data.check import format_problems
+    from mobile_seg.data.check import format_classes, format_problems
     from mobile_seg.data.tfrecords import build_dataset
     from mobile_seg.signals import stop_on_signals
 
     with stop_on_signals(f"build stopped; nothing was written to {out}; rerun the same command"):
         result = build_dataset(dataset, out, images=images, masks=masks, num_classes=num_classes,
-                               ignore_label=ignore_label, colour_map=colour_map, binary=binary,
-                               skip_bad=skip_bad, shards=shards)
+                               class_names=class_names, ignore_label=ignore_label,
+                               colour_map=colour_map, binary=binary, skip_bad=skip_bad, shards=shards)
     if result.skipped:
         click.echo(f"skipped {len(result.report.bad_ids)} bad pair(s); problems:")
         click.echo(format_problems(result.skipped))
+    click.echo(f"  classes    {format_classes(result.report)}")
     for split, info in result.descriptor["splits"].items():
         click.echo(f"  {split:<10} {info['num_examples']:>6} examples  {len(info['shards'])} shard(s)")
     click.echo(f"built {result.descriptor['name']} → {result.out} in {result.seconds:.1f} s")

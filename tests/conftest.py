@@ -32,3 +32,24 @@ def copy_voc(src: Path, dst: Path, n_train: int, n_val: int) -> dict[str, list[s
     for s, ids in splits.items():
         (dst / "ImageSets/Segmentation" / f"{s}.txt").write_text("\n".join(ids) + "\n")
     return splits
+
+
+def make_class_voc(root: Path, n_train: int = 3, n_val: int = 1, size: int = 32) -> Path:
+    """A tiny VOC folder of 3 classes: PNG images, palette PNG masks holding 0, 1, 2 and 255."""
+    import numpy as np
+    from PIL import Image
+
+    from mobile_seg.data.palette import save_index_png
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    ids = [f"img_{k}" for k in range(n_train + n_val)]
+    for k, id_ in enumerate(ids):
+        Image.fromarray(np.full((size, size, 3), 40 * k, np.uint8)).save(root / "JPEGImages" / f"{id_}.png")
+        mask = np.zeros((size, size), np.uint8)
+        mask[:, size // 3:] = 1
+        mask[:, 2 * size // 3:] = 2
+        mask[0] = 255
+        save_index_png(mask, root / "SegmentationClass" / f"{id_}.png")
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(ids[:n_train]) + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(ids[n_train:]) + "\n")
+    return root

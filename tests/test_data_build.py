@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mobile_seg.cli import main
-from conftest import copy_voc
+from conftest import copy_voc, make_class_voc
 from mobile_seg.data import tfrecords
 from mobile_seg.data.check import DatasetProblems
 from mobile_seg.data.pipeline import iterate_examples, read_descriptor
@@ -212,3 +212,25 @@ def test_refusal_is_a_dataset_problems_error(voc, tmp_path):
     result = build_dataset(root, tmp_path / "out", skip_bad=True)
     assert list(result.descriptor["splits"]) == ["train"]
     assert [p.kind for p in result.skipped] == ["empty-split"]
+
+
+def test_built_classes_come_from_the_dataset(tmp_path):
+    root = make_class_voc(tmp_path / "three")
+    result = build_cli(root, "--out", tmp_path / "masks", "--json")
+    assert result.exit_code == 0, result.output
+    desc = read_descriptor(tmp_path / "masks")
+    assert desc["num_classes"] == 3 and desc["class_names"] == ["background", "class_1", "class_2"]
+    assert desc["palette"] == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    assert "classes    3 (from the masks): background, class_1, class_2" in result.output
+    assert {int(v) for _, _, m in iterate_examples(tmp_path / "masks", "train") for v in np.unique(m)} == {0, 1, 2, 255}
+
+    (root / "labels.txt").write_text("background\ncat\ndog\n")
+    assert build_cli(root, "--out", tmp_path / "file").exit_code == 0
+    assert read_descriptor(tmp_path / "file")["class_names"] == ["background", "cat", "dog"]
+    assert build_cli(root, "--out", tmp_path / "flag", "--class-names", "bg,road,car").exit_code == 0
+    assert read_descriptor(tmp_path / "flag")["class_names"] == ["bg", "road", "car"]
+
+    result = build_cli(root, "--out", tmp_path / "bad", "--num-classes", "2")
+    assert result.exit_code == 2 and not (tmp_path / "bad").exists()
+    assert result.output.strip() == (f"error: {root / 'labels.txt'}: lists 3 class names but --num-classes "
+                                     "is 2: fix the file, or pass --class-names")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,9 +15,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from mobile_seg.cli import main
-from conftest import copy_voc
+from conftest import copy_voc, make_class_voc
 from mobile_seg.data.check import BadFile, check_dataset, format_report, image_size
-from mobile_seg.data.palette import colorize
+from mobile_seg.data.classes import infer_num_classes, read_labelmap, read_labels_txt
+from mobile_seg.data.palette import colorize, save_index_png
 
 N_TRAIN, N_VAL = 4, 2
 
@@ -242,3 +244,136 @@ def test_subprocess_cli(voc):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"{ids['train'][0]}.jpg" in proc.stdout and "undecodable-image" in proc.stdout
     assert json.loads(proc.stdout.strip().splitlines()[-1])["problem_count"] == 1
+
+
+# --- classes: names from --class-names or a names file, count from names, map or masks ---
+
+CVAT_LABELMAP = """# label:color_rgb:parts:actions
+background:0,0,0::
+road:128,64,128::
+
+car:0,0,142:wheel,door:open
+"""
+
+
+def last_json(result) -> dict:
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def three(tmp_path) -> Path:
+    """4 pairs of 32×32, masks holding 0, 1, 2 and 255; no names file."""
+    return make_class_voc(tmp_path / "three")
+
+
+def test_three_classes_inferred_from_the_masks(three):
+    result = run_check(three, "--json")
+    assert result.exit_code == 0, result.output
+    report = last_json(result)
+    assert report["num_classes"] == 3 and report["classes_from"] == "the masks"
+    assert report["class_names"] == ["background", "class_1", "class_2"]
+    assert set(report["class_pixels"]) == {"0", "1", "2", "255"}
+    assert "classes:      3 (from the masks): background, class_1, class_2" in result.output
+    assert re.search(r"class pixels: 0 background [\d.]+%, 1 class_1 [\d.]+%, 2 class_2 [\d.]+%, 255 ignore",
+                     result.output)
+
+
+def test_labels_txt_names_the_classes(three):
+    (three / "labels.txt").write_text("background\ncat\n\n  dog  \n")
+    result = run_check(three, "--json")
+    assert result.exit_code == 0, result.output
+    report = last_json(result)
+    assert report["class_names"] == ["background", "cat", "dog"] and report["num_classes"] == 3
+    assert report["classes_from"] == "labels.txt"
+    assert "classes:      3 (from labels.txt): background, cat, dog\n" in result.output
+    assert ", 1 cat " in result.output and ", 2 dog " in result.output
+    # --num-classes that agrees keeps the file's names
+    assert last_json(run_check(three, "--num-classes", "3", "--json"))["class_names"][1] == "cat"
+
+
+def test_labelmap_txt_names_the_classes(three):
+    (three / "labelmap.txt").write_text(CVAT_LABELMAP)
+    report = last_json(run_check(three, "--json"))
+    assert report["class_names"] == ["background", "road", "car"] and report["classes_from"] == "labelmap.txt"
+    assert read_labelmap(three / "labelmap.txt") == ["background", "road", "car"]
+
+
+def test_class_names_flag_overrides_the_file_and_sets_the_count(three):
+    (three / "labels.txt").write_text("background\ncat\ndog\n")
+    report = last_json(run_check(three, "--class-names", "bg, a ,b", "--json"))
+    assert report["class_names"] == ["bg", "a", "b"] and report["classes_from"] == "--class-names"
+    result = run_check(three, "--class-names", "bg,a,b,c", "--json")
+    assert result.exit_code == 0 and last_json(result)["num_classes"] == 4
+    assert "no pixels:    3 c" in result.output          # a named class no mask holds
+    result = run_check(three, "--class-names", "bg,a", "--json")   # fewer names than the masks hold
+    assert result.exit_code == 1 and "label values 2 outside 0..1" in result.output
+    assert last_json(result)["problem_kinds"] == {"bad-label": 4}
+
+
+def test_num_classes_given_keeps_default_names(three):
+    report = last_json(run_check(three, "--num-classes", "5", "--json"))
+    assert report["num_classes"] == 5 and report["classes_from"] == "--num-classes"
+    assert report["class_names"] == ["background", "class_1", "class_2", "class_3", "class_4"]
+
+
+@pytest.mark.parametrize("args, files, message", [
+    (["--num-classes", "2", "--class-names", "a,b,c"], {}, "--class-names lists 3 names but --num-classes is 2"),
+    (["--num-classes", "4"], {"labels.txt": "a\nb\nc\n"}, "labels.txt: lists 3 class names but --num-classes is 4"),
+    ([], {"labels.txt": "a\nb\n\na\n"}, "labels.txt: class name 'a' is listed twice (line 1 and line 4)"),
+    ([], {"labels.txt": "\n \n"}, "labels.txt: lists no class names"),
+    ([], {"labels.txt": "background:0,0,0::\n"}, "labels.txt: line 1 'background:0,0,0::' is a labelmap line"),
+    ([], {"labelmap.txt": "background:0,0,0::\ncat:1,2::\n"}, "labelmap.txt: line 2: colour '1,2' of 'cat' is not r,g,b"),
+    ([], {"labelmap.txt": "# x\nbackground\n"}, "labelmap.txt: line 2 'background' is not name:r,g,b::"),
+    ([], {"labels.txt": "a\nb\nc\n", "labelmap.txt": CVAT_LABELMAP}, "labels.txt and labelmap.txt list different"),
+    (["--class-names", "a,,b"], {}, "--class-names: name 2 is empty"),
+    (["--binary"], {"labels.txt": "a\nb\nc\n"}, "--binary maps 255 → 1 for 2 classes; got 3 class names from labels.txt"),
+])
+def test_class_name_errors_are_one_line(three, args, files, message):
+    for name, text in files.items():
+        (three / name).write_text(text)
+    result = run_check(three, *args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [result.output.strip()] and result.output.startswith("error: ")
+    assert message in result.output, result.output
+
+
+def test_names_file_readers(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\ufeff__ignore__\n_background_\nperson\r\n\nsky blue\n".encode())
+    assert read_labels_txt(labels) == ["_background_", "person", "sky blue"]  # labelme: __ignore__ = 255
+    labelmap = tmp_path / "labelmap.txt"
+    labelmap.write_text("background:::\nperson:192,128,128\n")
+    assert read_labelmap(labelmap) == ["background", "person"]
+
+
+def test_inference_rule():
+    assert infer_num_classes([0, 1, 2, 255], 255) == 3
+    assert infer_num_classes([0, 255], 255) == 2 and infer_num_classes([], 255) == 2
+    assert infer_num_classes([0, 1, 7], 255) == 2           # 7 past a gap: a stray label
+    assert infer_num_classes([0, 1, 2, 3], 2) == 2           # never past the ignore label
+
+
+def test_colour_map_gives_the_count(three, tmp_path):
+    mapping = {"0": [0, 0, 0], "1": [255, 0, 0], "2": [0, 255, 0], "255": [255, 255, 255]}
+    (tmp_path / "map.json").write_text(json.dumps(mapping))
+    palette = np.array([mapping.get(str(i), [9, 9, 9]) for i in range(256)], np.uint8)
+    for p in (three / "SegmentationClass").iterdir():
+        Image.fromarray(colorize(np.array(Image.open(p)), palette)).save(p)
+    report = last_json(run_check(three, "--colour-map", tmp_path / "map.json", "--json"))
+    assert report["ok"] and report["num_classes"] == 3
+    assert report["classes_from"] == f"--colour-map {tmp_path / 'map.json'}"
+
+
+def test_soft_and_stray_labels_do_not_make_classes(three):
+    masks = sorted((three / "SegmentationClass").iterdir())
+    save_index_png(np.arange(32 * 32).reshape(32, 32) % 200, masks[0])   # anti-aliased-looking ramp
+    stray = np.array(Image.open(masks[1]))
+    stray[5, 5] = 9
+    save_index_png(stray, masks[1])
+    report = check_dataset(three)
+    assert report.num_classes == 3 and report.classes_from == "the masks"
+    problems = {Path(p.file).name: p.message for p in report.problems}
+    assert set(problems) == {masks[0].name, masks[1].name}
+    assert "looks like a soft (anti-aliased) mask" in problems[masks[0].name]
+    assert problems[masks[1].name].startswith("label values 9 outside 0..2")
+    assert "no mask holds class 3" in problems[masks[1].name] and "--class-names" in problems[masks[1].name]

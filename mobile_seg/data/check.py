@@ -3,24 +3,30 @@
 Images are fully decoded (PIL `.load()`: a truncated JPEG fails there, as it would in
 training); masks are read as `np.array(Image.open(p))`: palette PNG → indices, 'L' →
 values, RGB → flagged unless `--colour-map` converts it (RGB with R=G=B is read as grey).
+Without --num-classes, the class count comes from the class names, --binary, the colour map
+or the masks themselves (see `mobile_seg.data.classes`).
 """
 from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from mobile_seg.data import IGNORE_LABEL
+from mobile_seg.data.classes import (colour_map_num_classes, infer_num_classes, parse_class_names,
+                                     read_names_file)
 from mobile_seg.data.palette import default_class_names, load_colour_map
 from mobile_seg.data.voc import ALL_SPLIT, Source, discover
 from mobile_seg.errors import ConfigError, DatasetError
 
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+INFER_MAX_VALUES = 32   # a mask with more distinct labels is not used to infer the class count
 
 ZERO_255_MESSAGE = (
     "mask holds only 0 and 255, and 255 is the ignore label: every person pixel would be "
@@ -40,12 +46,19 @@ class Problem:
 
 @dataclass(frozen=True)
 class MaskOptions:
-    """How masks are read: class count, ignore label, RGB conversion, 0/255 → 0/1."""
+    """How masks are read (ignore label, RGB conversion, 0/255 → 0/1) and what their classes are."""
 
-    num_classes: int = 2
+    num_classes: int | None = 2             # None: inferred from the masks by check_source
     ignore_label: int = IGNORE_LABEL
     colour_map: dict[tuple[int, int, int], int] | None = None
     binary: bool = False
+    class_names: tuple[str, ...] | None = None  # None: palette.default_class_names
+    classes_from: str = "--num-classes"     # where count and names come from (for the report)
+
+    @property
+    def names(self) -> list[str]:
+        """The class names (given, else the defaults for the class count)."""
+        return list(self.class_names) if self.class_names else default_class_names(self.num_classes)
 
 
 @dataclass
@@ -65,6 +78,7 @@ class CheckReport:
     class_pixels: dict[int, int]
     problems: list[Problem] = field(default_factory=list)
     soft_labels: int = 0                   # listed ids with a SegmentationSoft/<id>.png
+    classes_from: str = "--num-classes"    # where num_classes and class_names come from
 
     @property
     def ok(self) -> bool:
@@ -79,7 +93,8 @@ class CheckReport:
         return {
             "name": self.name, "source": self.source, "ok": self.ok,
             "num_classes": self.num_classes, "ignore_label": self.ignore_label,
-            "class_names": self.class_names, "splits": self.splits, "usable": self.usable,
+            "class_names": self.class_names, "classes_from": self.classes_from,
+            "splits": self.splits, "usable": self.usable,
             "checked": self.checked, "height_range": self.height_range,
             "width_range": self.width_range,
             "class_pixels": {str(k): v for k, v in sorted(self.class_pixels.items())},
@@ -102,30 +117,70 @@ class BadFile(Exception):
         self.kind, self.message = kind, message
 
 
-def mask_options(num_classes: int = 2, ignore_label: int = IGNORE_LABEL,
-                 colour_map: str | os.PathLike | None = None, binary: bool = False) -> MaskOptions:
-    """Validate the flags shared by check and build; load the colour map."""
-    if not 1 <= num_classes <= 255:
+def mask_options(num_classes: int | None = None, ignore_label: int = IGNORE_LABEL,
+                 colour_map: str | os.PathLike | None = None, binary: bool = False,
+                 class_names: str | Sequence[str] | None = None,
+                 root: str | os.PathLike | None = None) -> MaskOptions:
+    """Validate the flags shared by check and build; load the colour map; settle the classes.
+
+    Names: `class_names` (comma-separated), else labels.txt/labelmap.txt in `root`. Count:
+    `num_classes` (names must match it), else the names', 2 with `binary`, the colour map's;
+    else None: check_source infers it from the masks.
+    """
+    if num_classes is not None and not 1 <= num_classes <= 255:
         raise ConfigError(f"--num-classes must be 1..255, got {num_classes}")
-    if not 0 <= ignore_label <= 255 or ignore_label < num_classes:
-        raise ConfigError(f"--ignore-label must be in {num_classes}..255, got {ignore_label}")
-    if binary and num_classes != 2:
+    if binary and num_classes not in (None, 2):
         raise ConfigError(f"--binary maps 255 → 1 for 2 classes; got --num-classes {num_classes}")
+    names, source = None, "--num-classes"
+    if class_names is not None:
+        names, source = parse_class_names(class_names), "--class-names"
+        if num_classes is not None and len(names) != num_classes:
+            raise ConfigError(f"--class-names lists {len(names)} names but --num-classes is {num_classes}")
     cmap = None if colour_map is None else load_colour_map(colour_map)
-    return MaskOptions(num_classes, ignore_label, cmap, binary)
+    if names is None and root is not None and Path(root).is_dir():
+        found = read_names_file(root)
+        if found is not None:
+            names, path = found
+            source = path.name
+            if num_classes is not None and len(names) != num_classes:
+                raise DatasetError(f"lists {len(names)} class names but --num-classes is {num_classes}: "
+                                   "fix the file, or pass --class-names", path)
+    if num_classes is None:
+        if names is not None:
+            num_classes = len(names)
+        elif binary:
+            num_classes, source = 2, "--binary"
+        elif cmap is not None:
+            num_classes = colour_map_num_classes(colour_map, cmap, ignore_label)
+            source = f"--colour-map {colour_map}"
+        else:
+            source = "the masks"
+    if binary and num_classes != 2:
+        raise ConfigError(f"--binary maps 255 → 1 for 2 classes; got {num_classes} class names from {source}")
+    lowest = num_classes or 2
+    if not 0 <= ignore_label <= 255 or ignore_label < lowest:
+        given = "" if source in ("--num-classes", "the masks") else f" ({num_classes} classes from {source})"
+        raise ConfigError(f"--ignore-label must be in {lowest}..255, got {ignore_label}{given}")
+    return MaskOptions(num_classes, ignore_label, cmap, binary,
+                       None if names is None else tuple(names), source)
 
 
 def check_dataset(dataset: str | os.PathLike | None = None, *, images=None, masks=None,
-                  num_classes: int = 2, ignore_label: int = IGNORE_LABEL,
-                  colour_map: str | os.PathLike | None = None, binary: bool = False,
-                  workers: int | None = None) -> CheckReport:
+                  num_classes: int | None = None, class_names: str | Sequence[str] | None = None,
+                  ignore_label: int = IGNORE_LABEL, colour_map: str | os.PathLike | None = None,
+                  binary: bool = False, workers: int | None = None) -> CheckReport:
     """Check a VOC folder (or --images/--masks dirs) and report what is wrong with it."""
-    options = mask_options(num_classes, ignore_label, colour_map, binary)
+    options = mask_options(num_classes, ignore_label, colour_map, binary, class_names, root=dataset)
     return check_source(discover(dataset, images, masks), options, workers=workers)
 
 
 def check_source(source: Source, options: MaskOptions, *, workers: int | None = None) -> CheckReport:
-    """Check every listed pair of `source` (decoding images and masks, in threads)."""
+    """Check every listed pair of `source` (decoding images and masks, in threads).
+
+    With `options.num_classes` None, the class count is inferred from the masks that have no
+    other problem (`infer_num_classes`; JPEG masks and masks with over INFER_MAX_VALUES
+    labels are not used), then every mask's labels are checked against it.
+    """
     problems = layout_problems(source)
     missing = {p.id for p in problems if p.kind in ("missing-id", "missing-mask")}
     ids = [i for i in source.listed_ids if i not in missing]
@@ -133,6 +188,8 @@ def check_source(source: Source, options: MaskOptions, *, workers: int | None = 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(
             lambda i: check_pair(i, source.images[i], source.masks[i], options, source.soft.get(i)), ids))
+    if options.num_classes is None:
+        options = _infer_classes(source, options, results)
     heights, widths, pixels = [], [], collections.Counter()
     for id_, size, counts, pair_problems in results:
         if size is not None:
@@ -143,14 +200,32 @@ def check_source(source: Source, options: MaskOptions, *, workers: int | None = 
     bad = {p.id for p in problems if p.id is not None}
     return CheckReport(
         name=source.name, source=str(source.root or source.images_dir),
-        num_classes=options.num_classes, ignore_label=options.ignore_label,
-        class_names=default_class_names(options.num_classes),
+        num_classes=options.num_classes, ignore_label=options.ignore_label, class_names=options.names,
         splits={s: len(v) for s, v in source.splits.items()},
         usable={s: len({i for i in v if i not in bad}) for s, v in source.splits.items()},
         checked=len(ids),
         height_range=(min(heights), max(heights)) if heights else None,
         width_range=(min(widths), max(widths)) if widths else None,
-        class_pixels=dict(pixels), problems=problems, soft_labels=sum(i in source.soft for i in ids))
+        class_pixels=dict(pixels), problems=problems, soft_labels=sum(i in source.soft for i in ids),
+        classes_from=options.classes_from)
+
+
+def _infer_classes(source: Source, options: MaskOptions, results: list) -> MaskOptions:
+    """`options` with the class count inferred from the pairs' label counts; adds a bad-label
+    problem to each pair whose mask (without another problem) holds a value past that count."""
+    mask_files = {id_: str(source.masks[id_]) for id_, *_ in results}
+    clean = [(id_, counts, problems) for id_, _, counts, problems in results
+             if counts and not any(p.file == mask_files[id_] for p in problems)]
+    values = {v for id_, counts, _ in clean
+              if source.masks[id_].suffix.lower() not in (".jpg", ".jpeg")
+              and len(set(counts) - {options.ignore_label}) <= INFER_MAX_VALUES for v in counts}
+    options = replace(options, num_classes=infer_num_classes(values, options.ignore_label))
+    for id_, counts, problems in clean:
+        try:
+            label_range_problem(sorted(counts), source.masks[id_], options)
+        except BadFile as e:
+            problems.append(Problem(mask_files[id_], e.kind, e.message, id_))
+    return options
 
 
 def layout_problems(source: Source) -> list[Problem]:
@@ -298,6 +373,12 @@ def label_problem(values: list[int], mask_path: Path, options: MaskOptions) -> N
             "and 255 is the ignore label: every person pixel would be ignored",
             f"and 255 is neither a class nor the ignore label {options.ignore_label}: it would break training")
         raise BadFile("zero-255-mask", message)
+    if options.num_classes is not None:  # else inferred later, from all the masks
+        label_range_problem(values, mask_path, options)
+
+
+def label_range_problem(values: list[int], mask_path: Path, options: MaskOptions) -> None:
+    """Raise BadFile when a value is neither a class (0..num_classes-1) nor the ignore label."""
     bad = [v for v in values if not (0 <= v < options.num_classes or v == options.ignore_label)]
     if not bad:
         return
@@ -308,6 +389,9 @@ def label_problem(values: list[int], mask_path: Path, options: MaskOptions) -> N
         message += "; the mask is a JPEG, whose lossy compression smears labels: save masks as PNG"
     elif len(bad) > 8:
         message += "; looks like a soft (anti-aliased) mask: threshold it to class indices"
+    elif options.classes_from == "the masks":
+        message += (f"; no mask holds class {options.num_classes}, so {options.num_classes} classes were "
+                    "inferred: if these values are classes, give --num-classes, --class-names or a labels.txt")
     raise BadFile("bad-label", message)
 
 
@@ -321,6 +405,7 @@ def format_report(report: CheckReport, limit: int = 20) -> str:
     if report.height_range:
         (h0, h1), (w0, w1) = report.height_range, report.width_range
         lines.append(f"image sizes:  h {h0}–{h1}, w {w0}–{w1}")
+    lines.append(f"classes:      {format_classes(report)}")
     total = sum(report.class_pixels.values())
     if total:
         def name(v):
@@ -329,6 +414,9 @@ def format_report(report: CheckReport, limit: int = 20) -> str:
             return report.class_names[v] if 0 <= v < len(report.class_names) else "?"
         lines.append("class pixels: " + ", ".join(
             f"{v} {name(v)} {100 * n / total:.1f}%" for v, n in sorted(report.class_pixels.items())))
+        absent = [v for v in range(report.num_classes) if v not in report.class_pixels]
+        if absent:
+            lines.append("no pixels:    " + ", ".join(f"{v} {name(v)}" for v in absent))
     if report.soft_labels:
         lines.append(f"soft labels:  {report.soft_labels} of {report.checked} (SegmentationSoft/)")
     if report.ok:
@@ -347,6 +435,15 @@ def format_report(report: CheckReport, limit: int = 20) -> str:
     else:
         lines.append(f"{len(report.problems)} problem(s), and no pair is usable as it stands")
     return "\n".join(lines)
+
+
+def format_classes(report: CheckReport) -> str:
+    """"3 (from labels.txt): background, cat, dog" (a hint to name classes shown as class_<i>)."""
+    text = f"{report.num_classes} (from {report.classes_from}): {', '.join(report.class_names)}"
+    if report.num_classes > 2 and report.class_names == default_class_names(report.num_classes) \
+            and report.num_classes != 21:
+        text += " (name them with --class-names or a labels.txt)"
+    return text
 
 
 def format_problems(problems: list[Problem], limit: int = 20) -> str:

@@ -16,6 +16,7 @@ import io
 import math
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from PIL import Image
 from mobile_seg.data import DESCRIPTOR_FORMAT, IGNORE_LABEL
 from mobile_seg.data.check import (CheckReport, DatasetProblems, MaskOptions, Problem,
                                    check_source, mask_options, read_mask)
-from mobile_seg.data.palette import VOC_PALETTE, default_class_names
+from mobile_seg.data.palette import VOC_PALETTE
 from mobile_seg.data.voc import Source, discover
 from mobile_seg.errors import ConfigError, DatasetError
 from mobile_seg.io_utils import atomic_dir, check_output_path, write_json_atomic
@@ -48,18 +49,20 @@ class BuildResult:
 
 
 def build_dataset(dataset: str | os.PathLike | None, out: str | os.PathLike, *, images=None,
-                  masks=None, num_classes: int = 2, ignore_label: int = IGNORE_LABEL,
+                  masks=None, num_classes: int | None = None,
+                  class_names: str | Sequence[str] | None = None, ignore_label: int = IGNORE_LABEL,
                   colour_map: str | os.PathLike | None = None, binary: bool = False,
                   skip_bad: bool = False, shards: int | str = "auto",
                   workers: int | None = None) -> BuildResult:
     """Check the dataset, then write `out/<split>-NNNNN-of-NNNNN.tfrecord` + descriptor.json.
 
-    Raises DatasetProblems (exit 1) when the check finds problems, unless `skip_bad`, which
+    Raises DatasetProblems (exit 2) when the check finds problems, unless `skip_bad`, which
     leaves the bad pairs (and empty splits) out and reports them in `BuildResult.skipped`.
-    A split file "trainval" listing exactly train + val reuses their shards.
+    A split file "trainval" listing exactly train + val reuses their shards. Classes as in
+    `check.mask_options`: the descriptor's num_classes and class_names are the check's.
     """
     start = time.perf_counter()
-    options = mask_options(num_classes, ignore_label, colour_map, binary)
+    options = mask_options(num_classes, ignore_label, colour_map, binary, class_names, root=dataset)
     n_shards = _parse_shards(shards)
     out = Path(out)
     check_output_path(out, "dir")
@@ -100,15 +103,15 @@ def build_dataset(dataset: str | os.PathLike | None, out: str | os.PathLike, *, 
 
 def make_descriptor(source: Source, options: MaskOptions, colour_map, splits: dict,
                     report: CheckReport) -> dict:
-    """descriptor.json content (see docs/architecture.md)."""
+    """descriptor.json content (see docs/architecture.md); classes as the check settled them."""
     return {
         "format": DESCRIPTOR_FORMAT,
         "name": source.name,
         "source": str(Path(source.root or source.images_dir).resolve()),
-        "num_classes": options.num_classes,
+        "num_classes": report.num_classes,
         "ignore_label": options.ignore_label,
-        "class_names": default_class_names(options.num_classes),
-        "palette": VOC_PALETTE[: options.num_classes].tolist(),
+        "class_names": list(report.class_names),
+        "palette": VOC_PALETTE[: report.num_classes].tolist(),
         "binary": options.binary,
         "colour_map": None if colour_map is None else str(colour_map),
         "splits": splits,
