@@ -38,22 +38,21 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from mobile_seg import __version__
-from mobile_seg.errors import ConfigError, ModelFileError
+from mobile_seg.config import EXPORT_VARIANTS, IO_TYPES, ExportConfig
+from mobile_seg.errors import ConfigError, ExportError, ModelFileError
+from mobile_seg.io_utils import write_json_atomic
 from mobile_seg.spec import OUTPUT_KINDS, PERSON_LABEL
 
-VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat-int8")
+VARIANTS = EXPORT_VARIANTS
+EXPORT_FILE = "export.json"
+EXPORT_FORMAT = "mobile-seg-export/1"
 FLOAT_VARIANTS = ("fp32", "fp16", "dynamic")
 QUANTIZED_VARIANTS = ("int8", "qat-int8")
-IO_TYPES = ("float", "int8", "uint8")
 OUTPUTS = OUTPUT_KINDS
 DEFAULT_CALIB_IMAGES = 100
 # int8 softmax in TFLite has a fixed output quantization: scale 1/256, zero point -128.
 # In a QAT graph a fake-quant with this range gives the converter exactly those params.
 _SOFTMAX_FQ_MAX = 255.0 / 256.0
-
-
-class ExportError(ModelFileError):
-    """A TFLite conversion failed; the message names the variant, op and layer."""
 
 
 @dataclass(frozen=True)
@@ -413,8 +412,10 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
            data: str | os.PathLike | None = None, input_size: tuple[int, int] | None = None,
            calib_images: int = DEFAULT_CALIB_IMAGES, io_type: str = "float", output: str = "logits",
            float_model=None, qat_model=None, config=None, labels: list[str] | None = None,
-           calibration_images: np.ndarray | None = None, stream=None) -> ExportResult:
-    """Convert a run (float) and/or a QAT run into .tflite files in `out_dir`.
+           calibration_images: np.ndarray | None = None, stream=None,
+           settings: ExportConfig | None = None) -> ExportResult:
+    """Convert a run (float) and/or a QAT run into .tflite files in `out_dir`; record the
+    settings and sources in OUT/export.json.
 
     Args:
         run: training run dir (float weights) for fp32/fp16/dynamic/int8. When only `qat`
@@ -426,12 +427,20 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
         output: the output head appended to the graph (see OUTPUTS).
         float_model, qat_model, config, labels, calibration_images: in-memory alternatives
             to loading from disk (tests, notebooks).
+        settings: an ExportConfig (the CLI's); it replaces variants, input_size,
+            calib_images, io_type and output.
 
     Returns an ExportResult; its float_model/qat_model are kept for the report.
     """
     stream = stream or sys.stderr
     if run is None and qat is None and float_model is None and qat_model is None:
         raise ConfigError("give --run RUN_DIR or --qat QAT_DIR")
+    if settings is None:
+        settings = ExportConfig(variant=variants if isinstance(variants, str) else ",".join(variants),
+                                input_size=input_size, calib_images=calib_images, io_type=io_type, output=output)
+    variants = "all" if settings.variant == "all" else list(settings.variants)
+    input_size, calib_images = settings.input_size, settings.calib_images
+    io_type, output = settings.io_type, settings.output
     spec = ExportSpec(output=output, io_type=io_type)
     source: dict = {}
     # --- cheap checks first: configs and flags, before any model is built ---
@@ -484,6 +493,7 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
             calibration_images = load_calibration_images(data, config, calib_images)
         calibration = {"split": "train", "images": int(len(calibration_images)),
                        "data": str(data) if data is not None else None}
+    (out_dir / EXPORT_FILE).unlink(missing_ok=True)   # a previous export's record: rewritten at the end
     result = ExportResult(out_dir, [], skipped, config=config, float_model=float_model,
                           qat_model=qat_model, labels=labels, spec=spec)
     for n, variant in enumerate(todo, 1):
@@ -518,17 +528,20 @@ def export(run: str | os.PathLike | None = None, *, out_dir: str | os.PathLike,
             problem = xnnpack_problem(path)
             if problem:  # the file is kept: LiteRT's reference kernels run it (the report does)
                 print(f"warning: {path.name}: {problem}", file=stream, flush=True)
+    write_json_atomic(out_dir / EXPORT_FILE, {"format": EXPORT_FORMAT, "settings": settings.to_dict(),
+                                              "source": source, "labels": labels,
+                                              "files": [f.path.name for f in result.files]})
     return result
 
 
 def _labels(data, config) -> list[str]:
+    """The dataset's class names, else the model's (its training data's), else defaults."""
     if data is not None:
         from mobile_seg.data.pipeline import read_descriptor
         names = list(read_descriptor(data).get("class_names") or [])
         if len(names) == config.num_classes:
             return names
-    from mobile_seg.data.palette import default_class_names
-    return default_class_names(config.num_classes)
+    return config.labels
 
 
 INCOMPLETE_FILE = "INCOMPLETE"

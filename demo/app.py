@@ -133,7 +133,7 @@ def tune_allocator() -> bool:
 # --- model --------------------------------------------------------------------------------
 def resolve_model_path(model: str | None) -> Path:
     """--model, else the shipped default model; ModelFileError if there is neither."""
-    from mobile_seg.models import model_path
+    from mobile_seg.shipped import model_path
     if model:
         named = model_path(model) if not Path(model).exists() else None
         return named or Path(model)  # a shipped model's name (e.g. "landscape") or a file

@@ -38,15 +38,21 @@ def checkpoint_step(prefix: str) -> int:
     return int(str(prefix).rsplit("-", 1)[-1])
 
 
+def output_file(folder: str | os.PathLike, name: str, what: str, command: str) -> Path:
+    """FOLDER/NAME of a command's output folder; ModelFileError naming FOLDER when FOLDER is
+    missing, a file, or lacks NAME (e.g. what="run", command="mobile-seg train")."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelFileError(f"is a file, not a {what} directory (a `{command}` --out folder)"
+                             if folder.exists() else f"{what} directory not found", folder)
+    if not (folder / name).is_file():
+        raise ModelFileError(f"no {name}: not a `{command}` output directory", folder)
+    return folder / name
+
+
 def read_run_config(run_dir: str | os.PathLike) -> ModelConfig:
     """RUN_DIR/config.json as a ModelConfig (ModelFileError when RUN_DIR is not a run)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not Path(run_dir).is_dir():
-        raise ModelFileError("is a file, not a run directory (a `mobile-seg train` --out folder)" if Path(run_dir).exists()
-                             else "run directory not found", run_dir)
-    if not path.is_file():
-        raise ModelFileError(f"no {CONFIG_FILE}: not a training run directory", run_dir)
-    return ModelConfig.load(path)
+    return ModelConfig.load(output_file(run_dir, CONFIG_FILE, "run", "mobile-seg train"))
 
 
 def read_train_config(run_dir: str | os.PathLike) -> TrainConfig | None:

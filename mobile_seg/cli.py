@@ -2,37 +2,40 @@
 
 Each command parses flags, calls one library function, prints its result. Library
 imports happen inside the commands so that `--help` stays fast (TensorFlow takes
-seconds to import). A MobileSegError becomes one `error:` line and a non-zero exit.
+seconds to import). Errors are mapped once, by the group (`MobileSegGroup`): a
+MobileSegError becomes its one `error:` line and its exit code. The options of `train`,
+`qat`, `export` and `model summary` are generated from the config dataclasses
+(`mobile_seg.cli_config`).
 """
 from __future__ import annotations
 
-import functools
 import json
 import sys
 
 import click
 
 from mobile_seg import __version__
+from mobile_seg.cli_config import config_options, config_overrides
+from mobile_seg.config import ExportConfig, ModelConfig, QATConfig, TrainConfig
 from mobile_seg.errors import MobileSegError
 
 
-def user_errors(fn):
-    """Turn a MobileSegError raised by `fn` into one line on stderr and its exit code."""
+class MobileSegGroup(click.Group):
+    """The one place where user errors become a line on stderr and an exit code: a
+    MobileSegError its `prefix + message` and `exit_code`; an OSError naming a file (a
+    file we could not read or write: permissions, disk full) `error: FILE: why`, exit 2."""
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def invoke(self, ctx):
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except MobileSegError as e:
             click.echo(f"{e.prefix}{e}", err=True)
             sys.exit(e.exit_code)
-        except OSError as e:  # a file we could not read or write (permissions, disk full, ...)
+        except OSError as e:
             if e.filename is None:
                 raise
             click.echo(f"error: {e.filename}: {e.strerror or e}", err=True)
             sys.exit(2)
-
-    return wrapper
 
 
 def echo_json(obj) -> None:
@@ -52,7 +55,7 @@ def finish_training(result, what: str, out_dir, as_json: bool) -> None:
         sys.exit(128 + int(getattr(signal, result.interrupted)))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=MobileSegGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="mobile-seg")
 @click.option("--verbose", is_flag=True, envvar="MOBILE_SEG_VERBOSE",
               help="Also show TensorFlow's and LiteRT's own start-up log lines (hidden by default).")
@@ -62,8 +65,6 @@ def main(verbose: bool) -> None:
         from mobile_seg.native_logs import filter_native_logs
         filter_native_logs()
 
-
-# === data (issue: foundation) ===
 
 @main.group()
 def data() -> None:
@@ -95,7 +96,6 @@ def _dataset_options(fn):
 
 @data.command("check")
 @_dataset_options
-@user_errors
 def data_check(dataset, images, masks, num_classes, class_names, ignore_label, colour_map, binary, as_json):
     """Check DATASET: split counts, image sizes, class pixels, problems.
 
@@ -120,7 +120,6 @@ def data_check(dataset, images, masks, num_classes, class_names, ignore_label, c
 @click.option("--out", required=True, metavar="DIR", help="Output folder (replaced atomically).")
 @click.option("--skip-bad", is_flag=True, help="Leave out the pairs `data check` rejects (listed).")
 @click.option("--shards", default="auto", show_default=True, help="Shards per split: N or auto.")
-@user_errors
 def data_build(dataset, images, masks, num_classes, class_names, ignore_label, colour_map, binary,
                as_json, out, skip_bad, shards):
     """Build DATASET into TFRecords per split + descriptor.json in DIR.
@@ -169,7 +168,6 @@ def data_build(dataset, images, masks, num_classes, class_names, ignore_label, c
 @click.option("--threads", type=int, default=None, help="Teacher interpreter threads.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
 def label_cmd(teacher, source, out, flip, hard, band, boxes, box_margin, every, max_side, threads,
               quiet, as_json):
     """Soft person labels from a TEACHER .tflite for SOURCE (VOC folder, image folder or video).
@@ -188,121 +186,24 @@ def label_cmd(teacher, source, out, flip, hard, band, boxes, box_margin, every, 
         echo_json(result.to_dict())
 
 
-# === model / train / eval / vis (issue: DeepLabV3+) ===
-
-def _parse_size(value):
-    """'256' -> (256, 256); '144x256' or '144,256' -> (144, 256) (height x width)."""
-    if value is None:
-        return None
-    parts = str(value).lower().replace("x", ",").split(",")
-    try:
-        nums = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not SIZE or HxW") from None
-    if len(nums) not in (1, 2):
-        raise click.BadParameter(f"{value!r} is not SIZE or HxW")
-    return (nums[0], nums[-1])
-
-
-def _parse_ints(value, allow_none=False):
-    if value is None:
-        return None
-    if str(value).lower() in ("none", ""):
-        return ()
-    try:
-        return tuple(int(v) for v in str(value).split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
-
-
-def _abs_path(value):
-    from pathlib import Path
-    return None if value is None else str(Path(value).resolve())
-
-
-def _parse_floats(value):
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in str(value).split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
-
-
-def _parse_decoder_stride(value):
-    if value is None:
-        return None
-    if str(value).lower() in ("none", "0"):
-        return "none"
-    try:
-        return int(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: use 4 or none") from None
-
-
-def _model_options(size_flag: str):
-    """The ModelConfig flags shared by `model summary` and `train` (None = keep default)."""
-    def decorate(fn):
-        opts = [
-            # Plain types: ModelConfig validates and explains a bad value in one line.
-            click.option("--backbone", default=None, metavar="mobilenetv2|xception65",
-                         help="Encoder (default mobilenetv2)."),
-            click.option("--alpha", type=float, default=None, metavar="0.35|0.5|0.75|1.0",
-                         help="MobileNetV2 width multiplier (default 1.0; ImageNet weights exist for 1.0 only)."),
-            click.option("--output-stride", type=int, default=None, metavar="8|16|32",
-                         help="Input size / encoder feature size (default 16)."),
-            click.option("--atrous-rates", default=None, metavar="R1,R2,R3|none",
-                         help="ASPP atrous rates (default 6,12,18 at OS16, doubled at OS8, halved at "
-                              "OS32); 'none' = 1x1 + image pooling only."),
-            click.option("--decoder-output-stride", default=None, metavar="4|none",
-                         help="4 = DeepLabV3+ decoder (default), none = plain DeepLabV3."),
-            click.option("--decoder-channels", type=int, default=None,
-                         help="Width of the decoder's separable convs (default 256)."),
-            click.option("--num-classes", type=int, default=None, help="Output classes (default 2)."),
-            click.option(size_flag, "size", default=None, metavar="SIZE|HxW",
-                         help="Model input size (default 256)."),
-            click.option("--bn-momentum", type=float, default=None, help="BatchNorm momentum (default 0.97)."),
-        ]
-        for opt in reversed(opts):
-            fn = opt(fn)
-        return fn
-    return decorate
-
-
-def _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, num_classes,
-                     size, bn_momentum, decoder_channels=None) -> dict:
-    dec = _parse_decoder_stride(decoder_output_stride)
-    rates = _parse_ints(atrous_rates)
-    # None = flag not given; the string "none" = explicitly no decoder.
-    return {"backbone": backbone, "alpha": alpha, "output_stride": output_stride,
-            "atrous_rates": list(rates) if rates is not None else None,
-            "decoder_output_stride": dec, "num_classes": num_classes,
-            "input_size": _parse_size(size), "bn_momentum": bn_momentum,
-            "decoder_channels": decoder_channels}
-
-
 @main.group()
 def model() -> None:
     """Inspect DeepLabV3(+) model variants."""
 
 
 @model.command("summary")
-@_model_options("--input-size")
+@config_options(ModelConfig, rename={"input_size": "--input-size"}, skip=("class_names",))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
-def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_stride, decoder_channels,
-                  num_classes, size, bn_momentum, as_json):
+def model_summary(as_json, **flags):
     """Print parameters, multiply-adds at the input size, and the output stride reached.
 
     The published MobileNetV2 DeepLabV3 (2.11 M params, 2.75 B MAdds) is:
     --alpha 1.0 --output-stride 16 --atrous-rates none --decoder-output-stride none
     --num-classes 21 --input-size 513
     """
-    from mobile_seg.config import ModelConfig
+    from mobile_seg.config import apply_overrides
     from mobile_seg.model.summary import summarize_config
-    overrides = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
-                                 num_classes, size, bn_momentum, decoder_channels)
-    from mobile_seg.train import apply_overrides
+    overrides = config_overrides(ModelConfig, flags)
     config = ModelConfig.from_dict(apply_overrides(ModelConfig().to_dict(), overrides))
     summary = summarize_config(config)
     click.echo(summary.format())
@@ -312,78 +213,33 @@ def model_summary(backbone, alpha, output_stride, atrous_rates, decoder_output_s
 
 @main.command("train")
 @click.option("--data", multiple=True, required=True, type=click.Path(),
-              help="Built dataset (mobile-seg data build --out); repeat to mix several.")
+              help="Built dataset (mobile-seg data build --out); repeat to mix several. The first one's "
+                   "class count and names are the model's unless a flag or --config sets them.")
 @click.option("--out", "run_dir", required=True, type=click.Path(),
               help="Run directory: checkpoints, config.json, TensorBoard logs. Rerun to resume.")
 @click.option("--config", "config_file", type=click.Path(), default=None,
               help='JSON file {"model": {...}, "train": {...}}; flags override it.')
-@_model_options("--crop-size")
-@click.option("--split", default=None, help="Split to train on (default train).")
-@click.option("--batch-size", type=int, default=None, help="Global batch size (default 8).")
-@click.option("--steps", type=int, default=None, help="Total training steps (default 2000).")
-@click.option("--learning-rate", type=float, default=None,
-              help="Peak learning rate after warm-up, then poly decay (default 0.02).")
-@click.option("--warmup-steps", type=int, default=None, help="Linear warm-up steps (default 100).")
-@click.option("--weight-decay", type=float, default=None, help="L2 on conv kernels (default 4e-5).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default=None,
-              help="sgd (momentum 0.9, default) or adam.")
-@click.option("--class-weights", default=None, metavar="W0,W1,...", help="Per-class loss weights.")
-@click.option("--init-weights", type=click.Path(), default=None, metavar="NPZ",
-              help="ImageNet backbone weights: the TF-slim MobileNetV2 1.0 npz "
-                   "(mobilenet_v2_1.0_224_imagenet.npz, shipped in the shared data bundle). Only for "
-                   "--backbone mobilenetv2 --alpha 1.0: other widths and xception65 have no ImageNet "
-                   "weights and train from scratch. Default: from scratch.")
-@click.option("--base-resize", type=click.Choice(["stretch", "none"]), default=None,
-              help="Before random scaling, stretch each image to the crop size (default: what eval "
-                   "and the runtime feed) or keep its original resolution (DeepLab's VOC recipe).")
-@click.option("--min-scale", type=float, default=None, help="Random scale lower bound (default 0.5).")
-@click.option("--max-scale", type=float, default=None, help="Random scale upper bound (default 1.25).")
-@click.option("--jitter/--no-jitter", default=None,
-              help="Random brightness/contrast/saturation (default on).")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints (default 200).")
-@click.option("--log-every", type=int, default=None, help="Steps between log lines/TensorBoard points (default 20).")
-@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]), default=None,
-              help="tf.distribute: one device, all local devices, or the TF_CONFIG cluster.")
-@click.option("--init-run", type=click.Path(), default=None, metavar="RUN_DIR",
-              help="Start from another run's newest checkpoint (same model): a second stage.")
-@click.option("--data-weights", default=None, metavar="W1,W2,...",
-              help="Sampling weight of each --data (default: by size, like one concatenated set).")
-@click.option("--distill-weight", type=float, default=None,
-              help="Weight of the soft-label loss on examples with a teacher's soft label "
-                   "(`mobile-seg label`, then `data build`; default 1).")
-@click.option("--seed", type=int, default=None, help="Random seed (default 0).")
+@config_options(ModelConfig, TrainConfig, rename={"input_size": "--crop-size"})
 @click.option("--startup-timeout", type=click.FloatRange(min=0), default=300, show_default=True,
               metavar="SECONDS", help="multiworker: give up (exit 2) when a TF_CONFIG worker has "
                                       "not started by then.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
-def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous_rates,
-              decoder_output_stride, decoder_channels, num_classes, size, bn_momentum, split, batch_size, steps,
-              learning_rate, warmup_steps, weight_decay, optimizer, class_weights, init_weights,
-              base_resize, min_scale, max_scale, jitter, checkpoint_every, log_every, strategy,
-              init_run, data_weights, distill_weight, seed, startup_timeout, quiet,
-              as_json):
+def train_cmd(data, run_dir, config_file, startup_timeout, quiet, as_json, **flags):
     """Train DeepLabV3(+) on a built dataset; rerunning the command resumes.
 
-    Ctrl-C or SIGTERM saves a checkpoint and exits (code 130/143); run it again to go on.
-    Under --strategy multiworker a signal to any worker stops all of them after the same
-    step, saved. Another process training into the same --out is refused (exit 2).
+    Settings come from, lowest first: defaults, the dataset (classes), the run's saved
+    configs (resuming), --config FILE, flags. Ctrl-C or SIGTERM saves a checkpoint and
+    exits (code 130/143); run it again to go on. Under --strategy multiworker a signal to
+    any worker stops all of them after the same step, saved. Another process training
+    into the same --out is refused (exit 2). A diverged run (NaN loss) exits 3.
     """
-    from pathlib import Path
-    from mobile_seg.train import resolve_configs, train
-    model_over = _model_overrides(backbone, alpha, output_stride, atrous_rates, decoder_output_stride,
-                                  num_classes, size, bn_momentum, decoder_channels)
-    train_over = {"split": split, "batch_size": batch_size, "steps": steps, "learning_rate": learning_rate,
-                  "warmup_steps": warmup_steps, "weight_decay": weight_decay, "optimizer": optimizer,
-                  "class_weights": _parse_floats(class_weights),
-                  "init_weights": None if init_weights is None else str(Path(init_weights).resolve()),
-                  "base_resize": base_resize, "min_scale": min_scale, "max_scale": max_scale, "jitter": jitter,
-                  "checkpoint_every": checkpoint_every, "log_every": log_every, "strategy": strategy,
-                  "data_weights": _parse_floats(data_weights), "distill_weight": distill_weight,
-                  "init_run": _abs_path(init_run), "seed": seed}
-    model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over)
-    click.echo(f"model: {model_config.describe()}")
+    from mobile_seg.training import train
+    from mobile_seg.training.resolve import resolve_configs
+    model_over = config_overrides(ModelConfig, flags)
+    train_over = config_overrides(TrainConfig, flags)
+    model_config, train_config = resolve_configs(run_dir, config_file, model_over, train_over, data=list(data))
+    click.echo(f"model: {model_config.describe()} ({', '.join(model_config.labels)})")
     result = train(list(data), run_dir, model_config, train_config, progress=not quiet,
                    startup_timeout=startup_timeout)
     finish_training(result, "step", run_dir, as_json)
@@ -400,7 +256,6 @@ def train_cmd(data, run_dir, config_file, backbone, alpha, output_stride, atrous
 @click.option("--threads", type=int, default=None, help="TFLite interpreter threads.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
 def eval_cmd(data, split, run_dir, tflite, resize, limit, threads, quiet, as_json):
     """mIoU, per-class IoU, pixel accuracy and confusion matrix at original resolution.
 
@@ -429,7 +284,6 @@ def eval_cmd(data, split, run_dir, tflite, resize, limit, threads, quiet, as_jso
 @click.option("--csv", "csv_path", type=click.Path(), default=None, help="Per-image rows to this CSV file.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
 def compare_cmd(models, data, video, resize, threads, runs, no_bench, limit, csv_path, quiet, as_json):
     """Every MODEL (.tflite file or shipped model name; the first is the reference) on every split.
 
@@ -460,7 +314,6 @@ def compare_cmd(models, data, video, resize, threads, runs, no_bench, limit, csv
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
 def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_json):
     """Write palette PNG masks, overlays and image | prediction | truth side-by-sides."""
     from mobile_seg.vis import visualize
@@ -468,11 +321,10 @@ def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_js
                        limit=limit, progress=not quiet)
     click.echo(f"wrote {len(result.files)} files for {result.images} images "
                f"({result.with_truth} with ground truth) to {out_dir}")
+    click.echo(f"colours: {result.format_legend()}")
     if as_json:
         echo_json(result.to_dict())
 
-
-# === qat / export (issue: QAT & export) ===
 
 @main.command("qat")
 @click.option("--run", "run_dir", required=True, type=click.Path(), help="Trained float run (newest checkpoint).")
@@ -481,26 +333,20 @@ def vis_cmd(run_dir, tflite, images, out_dir, masks, resize, limit, quiet, as_js
                    "--data-weights and --distill-weight the QAT run keeps.")
 @click.option("--out", "qat_dir", required=True, type=click.Path(),
               help="QAT directory: checkpoints (weights) + config.json + qat.json. Rerun to resume.")
-@click.option("--steps", type=int, default=1000, show_default=True, help="QAT fine-tuning steps.")
-@click.option("--learning-rate", type=float, default=3e-5, show_default=True,
-              help="Peak learning rate, poly decay, no warm-up (DeepLab's QAT recipe).")
-@click.option("--batch-size", type=int, default=None, help="Default: the run's batch size.")
-@click.option("--calib-images", type=int, default=64, show_default=True,
-              help="Training images that set the activation ranges before fine-tuning (0: tfmot's [-6, 6]).")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@config_options(QATConfig)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
-def qat_cmd(run_dir, data, qat_dir, steps, learning_rate, batch_size, calib_images, checkpoint_every,
-            quiet, as_json):
+def qat_cmd(run_dir, data, qat_dir, quiet, as_json, **flags):
     """Quantization-aware fine-tuning of a trained run (8-bit, tfmot); rerunning resumes.
 
-    Same input pipeline, checkpoints and SIGTERM handling as `train`. Export the result
-    with `mobile-seg export --qat QAT_DIR --variant qat-int8`.
+    Same loop, input pipeline, losses (weight decay included), checkpoints and SIGTERM
+    handling as `train`. Export the result with `mobile-seg export --qat QAT_DIR
+    --variant qat-int8`.
     """
+    from mobile_seg.config import apply_overrides
     from mobile_seg.qat import qat
-    result = qat(run_dir, list(data), qat_dir, steps=steps, learning_rate=learning_rate, batch_size=batch_size,
-                 calib_images=calib_images, checkpoint_every=checkpoint_every, progress=not quiet)
+    config = QATConfig(**apply_overrides(QATConfig().to_dict(), config_overrides(QATConfig, flags)))
+    result = qat(run_dir, list(data), qat_dir, config, progress=not quiet)
     finish_training(result, "QAT step", qat_dir, as_json)
 
 
@@ -509,53 +355,43 @@ def qat_cmd(run_dir, data, qat_dir, steps, learning_rate, batch_size, calib_imag
 @click.option("--qat", "qat_dir", type=click.Path(), default=None,
               help="`mobile-seg qat` output (qat-int8); its source run serves the float variants.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Directory for the .tflite files.")
-@click.option("--variant", default="all", show_default=True,
-              type=click.Choice(["fp32", "fp16", "dynamic", "int8", "qat-int8", "all"]))
-@click.option("--input-size", default=None, metavar="HxW", help="Export at another fixed input size.")
 @click.option("--data", type=click.Path(), default=None,
               help="Built dataset: train split calibrates int8; with it the val split report is made.")
-@click.option("--calib-images", type=int, default=100, show_default=True,
-              help="Training images for int8 calibration.")
-@click.option("--io-type", type=click.Choice(["float", "int8", "uint8"]), default="float", show_default=True,
-              help="Input/output tensor type of int8 and qat-int8 files.")
-@click.option("--output", type=click.Choice(["logits", "probabilities", "category", "person-probability"]),
-              default="logits", show_default=True,
-              help="What the model returns: category = uint8 argmax mask, person-probability = one channel.")
-@click.option("--split", default="val", show_default=True, help="Split the report scores.")
-@click.option("--latency-runs", type=int, default=30, show_default=True, help="Invokes per file for latency.")
+@config_options(ExportConfig)
 @click.option("--no-report", is_flag=True, help="Only convert, even when --data is given.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report (or export summary) as the last line.")
-@user_errors
-def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_images, io_type, output, split,
-               latency_runs, no_report, quiet, as_json):
+def export_cmd(run_dir, qat_dir, out_dir, data, no_report, quiet, as_json, **flags):
     """Convert a run to self-describing .tflite files (fixed batch 1) and report what each costs.
 
-    Every file embeds labels, input size and normalisation, output kind and model config.
-    With --data: mIoU / person IoU on the val split, drop vs Keras, max |Δ| vs Keras, op
-    census and single-thread latency, saved as OUT/report.json and OUT/report.md.
-    Until all of that is written OUT holds an INCOMPLETE file (a stopped or failed export
-    leaves it); another export into OUT meanwhile is refused.
+    Every file embeds labels, input size and normalisation, output kind and model config;
+    OUT/export.json records the ExportConfig and the sources. With --data: mIoU / person
+    IoU on the val split, drop vs Keras, max |Δ| vs Keras, op census and single-thread
+    latency, saved as OUT/report.json and OUT/report.md. Until all of that is written OUT
+    holds an INCOMPLETE file (a stopped or failed export leaves it); another export into
+    OUT meanwhile is refused.
     """
     import io
-    from converters.export import export, export_session, parse_input_size
+    from converters.export import export, export_session
+    from mobile_seg.config import apply_overrides
+    config = ExportConfig(**apply_overrides(ExportConfig().to_dict(), config_overrides(ExportConfig, flags)))
     stream = io.StringIO() if quiet else None
     with export_session(out_dir):
-        result = export(run_dir, qat=qat_dir, out_dir=out_dir, variants=variant,
-                        input_size=parse_input_size(input_size), data=data, calib_images=calib_images,
-                        io_type=io_type, output=output, stream=stream)
+        result = export(run_dir, qat=qat_dir, out_dir=out_dir, data=data, settings=config, stream=stream)
         click.echo(result.format())
         if data is None or no_report:
             if as_json:
                 echo_json(result.to_dict())
             return
         from converters.report import format_markdown, report_export, write_report
-        report = report_export(result, data, split=split, latency_runs=latency_runs, progress=not quiet)
+        report = report_export(result, data, split=config.split, latency_runs=config.latency_runs,
+                               progress=not quiet)
         json_path, md_path = write_report(report, out_dir)
     click.echo(format_markdown(report))
     click.echo(f"report: {md_path}, {json_path}")
     if as_json:
         echo_json(report)
+
 
 # === bench (issue: bench) ===
 
@@ -592,7 +428,6 @@ def export_cmd(run_dir, qat_dir, out_dir, variant, input_size, data, calib_image
               help="Images used by --parity-data.")
 @click.option("--cores", default=None, help="Pin to these cores, e.g. 4-7 (host: sched_setaffinity; "
                                             "--adb: taskset).")
-@user_errors
 def bench(models, threads, runs, warmup, xnnpack, memory, seed, as_json, csv_path, plot_path, metric,
           use_adb, serial, benchmark_binary, use_gpu, use_nnapi, op_profile, profile_csv, duration,
           parity_data, parity_images, cores):
@@ -695,7 +530,6 @@ def metadata_group():
 @metadata_group.command("show")
 @click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
 def metadata_show(model, as_json):
     """What MODEL means: input, output, labels, metrics, and its standard metadata."""
     from mobile_seg.model_metadata import describe
@@ -712,7 +546,6 @@ def metadata_show(model, as_json):
 @click.option("--name", default=None, help="Model name to record.")
 @click.option("--license", "license_", default=None, help="Licence text to record.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new record as one JSON line, last.")
-@user_errors
 def metadata_stamp(model, metrics_json, name, license_, as_json):
     """Rewrite MODEL's metadata in place (atomically): standard TFLite metadata, labels.txt
     and our record, with --metrics merged in. Shipped models get their figures this way."""
@@ -728,7 +561,6 @@ def metadata_stamp(model, metrics_json, name, license_, as_json):
 
 @main.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@user_errors
 def models_cmd(as_json):
     """List the models shipped in the package with their measured figures.
 
@@ -736,7 +568,7 @@ def models_cmd(as_json):
     `mobile-seg eval --tflite`; latency is the single-thread median from one `mobile-seg
     bench` run of both. `demo` uses the model named "default".
     """
-    from mobile_seg.models import format_models, shipped_models
+    from mobile_seg.shipped import format_models, shipped_models
     models = shipped_models()
     click.echo(format_models(models))
     if as_json:
@@ -797,7 +629,6 @@ def models_cmd(as_json):
 @click.option("--stats", "show_stats", is_flag=True, help="Print per-stage ms/frame and end-to-end FPS.")
 @click.option("--threads", type=int, default=None, help="Model interpreter threads (default: runtime's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON line (last line).")
-@user_errors
 def demo_command(camera, video, image, model, effect, background, blur_strength, threshold, subject,
                  min_area, smoothing, motion, delay, refine, every, reuse, resize, output, side_by_side,
                  window, serve, virtual_camera, mirror, max_frames, show_stats, threads, as_json):

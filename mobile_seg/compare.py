@@ -224,7 +224,7 @@ def resolve_model(spec: str) -> Path:
     path = Path(spec)
     if path.exists() or spec.endswith(".tflite") or os.sep in spec:
         return path
-    from mobile_seg.models import model_path
+    from mobile_seg.shipped import model_path
     shipped = model_path(spec)
     if shipped is None:
         raise ConfigError(f"{spec}: neither a file nor a shipped model name (see `mobile-seg models`)")

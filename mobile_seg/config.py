@@ -2,8 +2,10 @@
 
 A `ModelConfig` fully describes a network: `build_model(config)` rebuilds it, and a
 `config.json` written by `ModelConfig.save` sits beside every checkpoint and export.
-`TrainConfig` holds the optimisation settings of one run (`train_config.json`).
-Both validate themselves on construction and raise `ConfigError` with one line.
+`TrainConfig` holds the optimisation settings of one run (`train_config.json`),
+`QATConfig` those of quantization-aware fine-tuning (`qat.json`), `ExportConfig` those of
+a conversion (`export.json`). Every field carries its command-line flag (`option`): the
+CLI generates its options from them. All validate themselves on construction and raise `ConfigError` with one line.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mobile_seg.errors import ConfigError
-from mobile_seg.spec import MEAN, STD
+from mobile_seg.spec import MEAN, OUTPUT_KINDS, STD
 
 BACKBONES = ("mobilenetv2", "xception65")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0)
@@ -24,6 +26,15 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 OPTIMIZERS = ("sgd", "adam")
 BASE_RESIZE = ("stretch", "none")
 MODEL_CONFIG_FORMAT = "mobile-seg-model/1"
+
+
+def option(default, help: str, *, metavar: str | None = None, choices: tuple | None = None,
+           kind: str | None = None, show_default: bool = True, compare: bool = True):
+    """A config field that carries its command-line flag: help text, metavar, choices and a
+    `kind` for values click cannot parse alone (size, rates, floats, rgb, names, path,
+    int-or-none). `mobile_seg.cli_config` turns the fields into options."""
+    meta = {"help": help, "metavar": metavar, "choices": choices, "kind": kind, "show_default": show_default}
+    return dataclasses.field(default=default, compare=compare, metadata=meta)
 
 
 def default_atrous_rates(output_stride: int) -> tuple[int, ...]:
@@ -50,8 +61,20 @@ def _triple(value, name: str) -> tuple[float, float, float]:
     return vals
 
 
+class JsonConfig:
+    """`save(path)` (atomic) and `load(path)` for a config dataclass with to_dict/from_dict."""
+
+    def save(self, path: str | os.PathLike) -> None:
+        from mobile_seg.io_utils import write_json_atomic
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        return cls.from_dict(_read_json(path))
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(JsonConfig):
     """Everything needed to build a DeepLabV3(+) network.
 
     Args:
@@ -69,20 +92,32 @@ class ModelConfig:
         input_size: (height, width) of the fixed model input.
         bn_momentum, bn_epsilon: BatchNorm settings (0.97 fine-tunes well; Keras' 0.999 does not).
         input_mean, input_std: per-channel RGB normalisation, input = (pixel - mean) / std.
+        class_names: one name per class, index order (None = unknown: `default_class_names`).
+            Labels only: not compared, so a run keeps its identity when names are added.
     """
 
-    backbone: str = "mobilenetv2"
-    alpha: float = 1.0
-    output_stride: int = 16
-    atrous_rates: tuple[int, ...] | None = None
-    decoder_output_stride: int | None = 4
-    decoder_channels: int = 256
-    num_classes: int = 2
-    input_size: tuple[int, int] = (256, 256)
-    bn_momentum: float = 0.97
-    bn_epsilon: float = 1e-3
-    input_mean: tuple[float, float, float] = (MEAN, MEAN, MEAN)
-    input_std: tuple[float, float, float] = (STD, STD, STD)
+    backbone: str = option("mobilenetv2", "Encoder.", metavar="|".join(BACKBONES))
+    alpha: float = option(1.0, "MobileNetV2 width multiplier (ImageNet weights exist for 1.0 only).",
+                          metavar="0.35|0.5|0.75|1.0")
+    output_stride: int = option(16, "Input size / encoder feature size.", metavar="8|16|32")
+    atrous_rates: tuple[int, ...] | None = option(
+        None, "ASPP atrous rates (default 6,12,18 at OS16, doubled at OS8, halved at OS32); "
+              "'none' = 1x1 + image pooling only.", metavar="R1,R2,R3|none", kind="rates")
+    decoder_output_stride: int | None = option(4, "4 = DeepLabV3+ decoder, none = plain DeepLabV3.",
+                                               metavar="4|none", kind="int-or-none")
+    decoder_channels: int = option(256, "Width of the decoder's separable convs.")
+    num_classes: int = option(2, "Output classes (default: the dataset's, else 2).", show_default=False)
+    input_size: tuple[int, int] = option((256, 256), "Model input size.", metavar="SIZE|HxW", kind="size")
+    bn_momentum: float = option(0.97, "BatchNorm momentum.")
+    bn_epsilon: float = option(1e-3, "BatchNorm epsilon.")
+    input_mean: tuple[float, float, float] = option((MEAN, MEAN, MEAN), "Input normalisation mean, "
+                                                    "input = (pixel - mean) / std.", metavar="M|R,G,B",
+                                                    kind="rgb")
+    input_std: tuple[float, float, float] = option((STD, STD, STD), "Input normalisation std.",
+                                                   metavar="S|R,G,B", kind="rgb")
+    class_names: tuple[str, ...] | None = option(
+        None, "Class names, index order (default: the dataset's).", metavar="NAME,NAME,...",
+        kind="names", compare=False)
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -113,6 +148,11 @@ class ModelConfig:
         set_("input_size", size)
         set_("input_mean", _triple(self.input_mean, "input_mean"))
         set_("input_std", _triple(self.input_std, "input_std"))
+        if self.class_names is not None:
+            names = tuple(str(n) for n in self.class_names)
+            if len(names) != self.num_classes:
+                raise ConfigError(f"{len(names)} class names for {self.num_classes} classes: {', '.join(names)}")
+            set_("class_names", names)
         if not 0.0 < self.bn_momentum < 1.0:
             raise ConfigError(f"bn_momentum must be in (0, 1), got {self.bn_momentum}")
         os_ = self.output_stride
@@ -159,6 +199,7 @@ class ModelConfig:
         d["input_mean"] = list(self.input_mean)
         d["input_std"] = list(self.input_std)
         d["atrous_rates"] = None if self.atrous_rates is None else list(self.atrous_rates)
+        d["class_names"] = None if self.class_names is None else list(self.class_names)
         return {"format": MODEL_CONFIG_FORMAT, **d}
 
     @classmethod
@@ -171,26 +212,27 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown model config field(s): {', '.join(unknown)}")
-        if d.get("atrous_rates") is not None:
-            d["atrous_rates"] = tuple(d["atrous_rates"])
+        for name in ("atrous_rates", "class_names"):
+            if d.get(name) is not None:
+                d[name] = tuple(d[name])
         return cls(**d)
 
-    def save(self, path: str | os.PathLike) -> None:
-        from mobile_seg.io_utils import write_json_atomic
-        write_json_atomic(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "ModelConfig":
-        return cls.from_dict(_read_json(path))
 
     def diff(self, other: "ModelConfig") -> list[str]:
         """Fields that differ, as 'name: A in the run, B asked' strings (empty when equal)."""
         a, b = self.to_dict(), other.to_dict()
-        return [f"{k}: {_fmt(a[k])} in the run, {_fmt(b[k])} asked" for k in a if a[k] != b[k]]
+        return [f"{k}: {_fmt(a[k])} in the run, {_fmt(b[k])} asked" for k in a
+                if a[k] != b[k] and k != "class_names"]
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names, or the defaults for the class count."""
+        from mobile_seg.data.palette import default_class_names
+        return list(self.class_names) if self.class_names else default_class_names(self.num_classes)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Optimisation settings of one training run.
 
     Args:
@@ -219,32 +261,43 @@ class TrainConfig:
             second training stage, e.g. a fine-tune with another data mix), or None.
     """
 
-    split: str = "train"
-    batch_size: int = 8
-    steps: int = 2000
-    learning_rate: float = 0.02
-    end_learning_rate: float = 0.0
-    lr_power: float = 0.9
-    warmup_steps: int = 100
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 4e-5
-    class_weights: tuple[float, ...] | None = None
-    init_weights: str | None = None
-    checkpoint_every: int = 200
-    keep_checkpoints: int = 3
-    log_every: int = 20
-    strategy: str = "default"
-    seed: int = 0
-    base_resize: str = "stretch"
-    min_scale: float = 0.5
-    max_scale: float = 1.25
-    flip: bool = True
-    jitter: bool = True
-    shuffle_buffer: int = 256
-    data_weights: tuple[float, ...] | None = None
-    distill_weight: float = 1.0
-    init_run: str | None = None
+    split: str = option("train", "Split to train on.")
+    batch_size: int = option(8, "Global batch size (split across replicas).")
+    steps: int = option(2000, "Total training steps (the poly schedule ends here).")
+    learning_rate: float = option(0.02, "Peak learning rate after warm-up, then poly decay.")
+    end_learning_rate: float = option(0.0, "Learning rate the poly decay ends at.")
+    lr_power: float = option(0.9, "Power of the poly decay.")
+    warmup_steps: int = option(100, "Linear warm-up steps.")
+    optimizer: str = option("sgd", "Optimizer (sgd uses --momentum).", choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum.")
+    weight_decay: float = option(4e-5, "L2 on conv kernels (also inside QAT wrappers).")
+    class_weights: tuple[float, ...] | None = option(None, "Per-class loss weights.", metavar="W0,W1,...",
+                                                     kind="floats")
+    init_weights: str | None = option(
+        None, "ImageNet backbone weights: the TF-slim MobileNetV2 1.0 npz "
+              "(mobilenet_v2_1.0_224_imagenet.npz, in the shared data bundle); MobileNetV2 1.0 only. "
+              "Default: from scratch.", metavar="NPZ", kind="path")
+    checkpoint_every: int = option(200, "Steps between checkpoints.")
+    keep_checkpoints: int = option(3, "Checkpoints kept (the newest).")
+    log_every: int = option(20, "Steps between log lines/TensorBoard points.")
+    strategy: str = option("default", "tf.distribute: one device, all local devices, or the TF_CONFIG "
+                                      "cluster.", choices=STRATEGIES)
+    seed: int = option(0, "Random seed.")
+    base_resize: str = option("stretch", "Before random scaling, stretch each image to the crop size (what "
+                                         "eval and the runtime feed) or keep its resolution (none).",
+                              choices=BASE_RESIZE)
+    min_scale: float = option(0.5, "Random scale lower bound.")
+    max_scale: float = option(1.25, "Random scale upper bound.")
+    flip: bool = option(True, "Random horizontal flips.")
+    jitter: bool = option(True, "Random brightness/contrast/saturation.")
+    shuffle_buffer: int = option(256, "Examples in each dataset's shuffle buffer (1 = no shuffling).")
+    data_weights: tuple[float, ...] | None = option(
+        None, "Sampling weight of each --data (default: by size, like one concatenated set).",
+        metavar="W1,W2,...", kind="floats")
+    distill_weight: float = option(1.0, "Weight of the soft-label loss on examples with a teacher's soft "
+                                        "label (`mobile-seg label`, then `data build`).")
+    init_run: str | None = option(None, "Start from another run's newest checkpoint (same model): a second "
+                                        "stage.", metavar="RUN_DIR", kind="path")
 
     def __post_init__(self):
         for name in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every"):
@@ -307,13 +360,99 @@ class TrainConfig:
                 d[name] = tuple(d[name])
         return cls(**d)
 
-    def save(self, path: str | os.PathLike) -> None:
-        from mobile_seg.io_utils import write_json_atomic
-        write_json_atomic(path, self.to_dict())
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    """Quantization-aware fine-tuning of a trained run (`mobile-seg qat`); saved as qat.json.
+
+    Everything else (split, augmentation, data weights, distillation, optimizer) is the
+    float run's TrainConfig: QAT continues that run on the deployed graph.
+    """
+
+    steps: int = option(1000, "QAT fine-tuning steps.")
+    learning_rate: float = option(3e-5, "Peak learning rate, poly decay, no warm-up (DeepLab's QAT recipe).")
+    batch_size: int | None = option(None, "Global batch size (default: the run's).")
+    weight_decay: float | None = option(None, "L2 on the conv kernels inside the QAT wrappers "
+                                              "(default: the run's).")
+    calib_images: int = option(64, "Training images that set the activation ranges before fine-tuning "
+                                   "(0: tfmot's [-6, 6]).")
+    checkpoint_every: int | None = option(None, "Steps between checkpoints (default: the run's, at most "
+                                                "--steps).")
+
+    def __post_init__(self):
+        if int(self.steps) < 1:
+            raise ConfigError(f"--steps must be at least 1, got {self.steps}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning-rate must be positive, got {self.learning_rate}")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ConfigError(f"batch-size must be at least 1, got {self.batch_size}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ConfigError(f"weight-decay must be >= 0, got {self.weight_decay}")
+        if self.calib_images < 0:
+            raise ConfigError(f"calib-images must be >= 0, got {self.calib_images}")
+        if self.checkpoint_every is not None and int(self.checkpoint_every) < 1:
+            raise ConfigError(f"checkpoint-every must be at least 1, got {self.checkpoint_every}")
+
+    def replace(self, **changes) -> "QATConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TrainConfig":
-        return cls.from_dict(_read_json(path))
+    def from_dict(cls, d: dict) -> "QATConfig":
+        """From a qat.json (other keys there, e.g. the source run, are not settings)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+EXPORT_VARIANTS = ("fp32", "fp16", "dynamic", "int8", "qat-int8")
+IO_TYPES = ("float", "int8", "uint8")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How `mobile-seg export` converts and reports; saved as OUT/export.json."""
+
+    variant: str = option("all", "Variants to convert, comma-separated, or all (" + ", ".join(EXPORT_VARIANTS)
+                          + "; qat-int8 needs --qat).", metavar="VARIANT[,VARIANT]|all")
+    input_size: tuple[int, int] | None = option(None, "Export at another fixed input size (default: the "
+                                                      "trained size).", metavar="HxW", kind="size")
+    calib_images: int = option(100, "Training images for int8 calibration.")
+    io_type: str = option("float", "Input/output tensor type of int8 and qat-int8 files.", choices=IO_TYPES)
+    output: str = option("logits", "What the model returns: category = uint8 argmax mask, "
+                                   "person-probability = one channel.", choices=OUTPUT_KINDS)
+    split: str = option("val", "Split the report scores.")
+    latency_runs: int = option(30, "Invokes per file for the report's latency.")
+
+    def __post_init__(self):
+        unknown = [v for v in self.variants if v not in EXPORT_VARIANTS]
+        if self.variant != "all" and (unknown or not self.variants):
+            raise ConfigError(f"unknown variant {(unknown or [self.variant])[0]!r}; choose from "
+                              f"{', '.join(EXPORT_VARIANTS)} or all")
+        if self.io_type not in IO_TYPES:
+            raise ConfigError(f"unknown --io-type {self.io_type!r}; choose one of {', '.join(IO_TYPES)}")
+        if self.output not in OUTPUT_KINDS:
+            raise ConfigError(f"unknown --output {self.output!r}; choose one of {', '.join(OUTPUT_KINDS)}")
+        if self.input_size is not None:
+            object.__setattr__(self, "input_size", _pair(self.input_size, "input_size"))
+        if self.calib_images < 1:
+            raise ConfigError(f"calib-images must be at least 1, got {self.calib_images}")
+        if self.latency_runs < 1:
+            raise ConfigError(f"latency-runs must be at least 1, got {self.latency_runs}")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The variants asked for ("all" = every one)."""
+        if self.variant == "all":
+            return EXPORT_VARIANTS
+        return tuple(v.strip() for v in self.variant.split(",") if v.strip())
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_size"] = None if self.input_size is None else list(self.input_size)
+        return d
 
 
 # The in-loop teacher (a .tflite run on every crop) gave way to labels precomputed by
@@ -327,6 +466,16 @@ def _drop_retired(d: dict) -> dict:
         raise ConfigError(f"train config uses --{used[0]}, which is gone: label the data with "
                           f"`mobile-seg label TEACHER SOURCE --out DIR`, build it, and train on it")
     return {k: v for k, v in d.items() if k not in RETIRED_TRAIN_FIELDS}
+
+
+NONE = "none"   # an explicit "no value" among overrides (e.g. --decoder-output-stride none)
+
+
+def apply_overrides(base: dict, overrides: dict) -> dict:
+    """`base` updated with the overrides that were given: None = not given, "none" = None."""
+    out = dict(base)
+    out.update({k: (None if v == NONE else v) for k, v in overrides.items() if v is not None})
+    return out
 
 
 def _fmt(v) -> str:
@@ -364,5 +513,5 @@ def load_config_file(path: str | os.PathLike) -> tuple[dict, dict]:
     return obj, {}
 
 
-__all__ = ["ModelConfig", "TrainConfig", "default_atrous_rates", "load_config_file",
+__all__ = ["ModelConfig", "TrainConfig", "QATConfig", "ExportConfig", "default_atrous_rates", "load_config_file",
            "BACKBONES", "MOBILENET_ALPHAS", "OUTPUT_STRIDES", "STRATEGIES"]

@@ -1,7 +1,9 @@
 """User-facing errors: each names the file (or setting) and the problem in one line.
 
-The CLI prints `error: <message>` for any MobileSegError and exits non-zero; anything
-else is a bug and keeps its traceback.
+Every error a user can cause is a MobileSegError defined here. The CLI group maps them
+once (`mobile_seg.cli`): it prints `<prefix><message>` and exits with the class's
+`exit_code` (2 unless said otherwise); anything else is a bug and keeps its traceback.
+This module imports nothing of ours (the bottom row, with spec.py).
 """
 from __future__ import annotations
 
@@ -34,6 +36,25 @@ class ConfigError(MobileSegError):
 
 class DeviceError(MobileSegError):
     """A camera, video, adb device or other external resource is unusable."""
+
+
+class SpecError(ConfigError, ValueError):
+    """A model spec value that cannot be right (input size, normalisation, labels, metrics)."""
+
+
+class DatasetProblems(DatasetError):
+    """The dataset failed its check: `data build` refuses it (exit code 2, a user error;
+    `data check` itself reports problems with exit code 1, its verdict)."""
+
+
+class ExportError(ModelFileError):
+    """A TFLite conversion failed; the message names the variant, op and layer."""
+
+
+class TrainingDiverged(MobileSegError):
+    """The training loss became NaN or infinite; the run keeps its last checkpoint. Exit 3."""
+
+    exit_code = 3
 
 
 class Stopped(MobileSegError):

@@ -34,9 +34,8 @@ class KerasPredictor:
 
     def __init__(self, model, config, labels: list[str] | None = None, source: str = "keras"):
         import tensorflow as tf
-        from mobile_seg.data.palette import default_class_names
         self.model, self.config, self.source = model, config, source
-        self.labels = list(labels) if labels else default_class_names(config.num_classes)
+        self.labels = list(labels) if labels else config.labels
         self.spec = S.ModelSpec.from_config(config, self.labels)
         self._forward = tf.function(lambda x: tf.nn.softmax(model(x, training=False), axis=-1))
 

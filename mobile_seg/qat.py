@@ -2,9 +2,10 @@
 
 `qat(run_dir, data_dir, out_dir)` rebuilds the float model of a training run, restores its
 newest checkpoint, wraps it for 8-bit quantization-aware training (`quantize`), sets every
-activation range from calibration images (`calibrate_ranges`), and fine-tunes it with the
-training loop of `mobile_seg.train` (same input pipeline, checkpoints, resume, SIGTERM
-handling) at a small learning rate (DeepLab's recipe: 3e-5).
+activation range from calibration images (`calibrate_ranges`), and fine-tunes it as a task
+(`qat_task`) on the training loop of `mobile_seg.training` (same input pipeline, losses
+with weight decay on the wrapped kernels, checkpoints, resume, SIGTERM handling) at a
+small learning rate (DeepLab's recipe: 3e-5). Settings: `mobile_seg.config.QATConfig`.
 
 How the graph is quantized:
 - tfmot's default 8-bit scheme: per-channel weights for Conv2D and DepthwiseConv2D,
@@ -32,22 +33,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from mobile_seg import checkpoint as ckpt_io
-from mobile_seg.config import ModelConfig, TrainConfig
+from mobile_seg.config import ModelConfig, QATConfig, TrainConfig
 from mobile_seg.errors import ConfigError, ModelFileError
+from mobile_seg.training.task import Task
 from mobile_seg.io_utils import check_output_path, write_json_atomic
 from mobile_seg.locks import folder_lock, note_stale
 
 QAT_FILE = "qat.json"
 QAT_FORMAT = "mobile-seg-qat/1"
-DEFAULT_STEPS = 1000
-DEFAULT_LEARNING_RATE = 3e-5
-DEFAULT_CALIB_IMAGES = 64
 CALIB_BATCH = 8
+BATCHNORM = "moving statistics, frozen"
+SCHEME = "tfmot default 8-bit, per-channel Conv2D and DepthwiseConv2D weights"
 
 
 def _tfmot():
@@ -253,12 +253,7 @@ def calibrate_ranges(qat_model, float_model, images: np.ndarray, batch_size: int
 # --- QAT_DIR ------------------------------------------------------------------------------------
 
 def read_qat_info(qat_dir: str | os.PathLike) -> dict:
-    path = Path(qat_dir) / QAT_FILE
-    if not Path(qat_dir).is_dir():
-        raise ModelFileError("is a file, not a QAT directory (a `mobile-seg qat` --out folder)" if Path(qat_dir).exists()
-                             else "QAT directory not found", qat_dir)
-    if not path.is_file():
-        raise ModelFileError(f"no {QAT_FILE}: not a `mobile-seg qat` output directory", qat_dir)
+    path = ckpt_io.output_file(qat_dir, QAT_FILE, "QAT", "mobile-seg qat")
     try:
         info = json.loads(path.read_text())
     except ValueError as e:
@@ -314,18 +309,17 @@ def load_qat(qat_dir: str | os.PathLike, checkpoint: str | None = None,
 
 # --- fine-tuning --------------------------------------------------------------------------------
 
-def qat_train_config(run_dir, steps: int, learning_rate: float, batch_size: int | None = None,
-                     **overrides) -> TrainConfig:
-    """The run's own TrainConfig (split, batch, augmentation, optimizer) retargeted at QAT:
-    `steps` steps of poly decay from `learning_rate`, no warm-up, no ImageNet init."""
+def qat_train_config(run_dir, config: QATConfig) -> TrainConfig:
+    """The run's own TrainConfig (split, batch, augmentation, data weights, distillation,
+    optimizer, weight decay) retargeted at QAT: `config.steps` steps of poly decay from
+    `config.learning_rate`, no warm-up, no ImageNet init, one device."""
     base = ckpt_io.read_train_config(run_dir) or TrainConfig()
-    changes = dict(steps=int(steps), learning_rate=float(learning_rate), warmup_steps=0,
-                   init_weights=None, init_run=None,
-                   checkpoint_every=min(base.checkpoint_every, max(int(steps), 1)),
-                   strategy="default")
-    if batch_size is not None:
-        changes["batch_size"] = int(batch_size)
-    changes.update({k: v for k, v in overrides.items() if v is not None})
+    changes = dict(steps=config.steps, learning_rate=config.learning_rate, warmup_steps=0,
+                   init_weights=None, init_run=None, strategy="default",
+                   checkpoint_every=config.checkpoint_every or min(base.checkpoint_every, config.steps))
+    for name in ("batch_size", "weight_decay"):
+        if getattr(config, name) is not None:
+            changes[name] = getattr(config, name)
     return base.replace(**changes)
 
 
@@ -353,20 +347,22 @@ def freeze_batchnorm(qat_model) -> int:
     return n
 
 
-def make_model_fn(run_dir, out_dir, data_dir, calib_images: int, log: Callable[[str], None]):
-    """The `model_fn` handed to `train`: float run -> quantize -> calibrate (fresh start only)."""
+def qat_task(run_dir: Path, out_dir: Path, data_dir, config: QATConfig, model_config: ModelConfig,
+             train_config: TrainConfig) -> Task:
+    """The QAT task: float run -> quantize -> freeze BatchNorm -> calibrate ranges (a fresh
+    start; resuming, the loop restores OUT_DIR's QAT checkpoint into a fresh QAT model)."""
 
-    def model_fn(config: ModelConfig):
-        if ckpt_io.latest_checkpoint(out_dir):  # resuming: train() restores the QAT checkpoint
-            qat_model = build_qat_model(config)
+    def make_model(resuming: bool, log):
+        if resuming:
+            qat_model = build_qat_model(model_config)
             freeze_batchnorm(qat_model)
             return qat_model
         from mobile_seg.data.calibration import load_calibration_images
         float_model, _, step = ckpt_io.load_run(run_dir)
         qat_model = quantize(float_model)
         freeze_batchnorm(qat_model)
-        if calib_images > 0:
-            images = load_calibration_images(data_dir, config, calib_images, split="train")
+        if config.calib_images > 0:
+            images = load_calibration_images(data_dir, model_config, config.calib_images, split="train")
             n = calibrate_ranges(qat_model, float_model, images)
             log(f"quantized {run_dir} (step {step}); {n} activation ranges calibrated on "
                 f"{len(images)} training images")
@@ -374,53 +370,48 @@ def make_model_fn(run_dir, out_dir, data_dir, calib_images: int, log: Callable[[
             log(f"quantized {run_dir} (step {step}); activation ranges start at tfmot's [-6, 6]")
         return qat_model
 
-    return model_fn
+    return Task(model_config, train_config, make_model, command="mobile-seg qat")
 
 
-def qat(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
-        steps: int = DEFAULT_STEPS, learning_rate: float = DEFAULT_LEARNING_RATE,
-        batch_size: int | None = None, calib_images: int = DEFAULT_CALIB_IMAGES,
-        checkpoint_every: int | None = None, progress: bool = True, stream=None, **train_kwargs):
-    """Quantization-aware fine-tuning of `run_dir`'s newest checkpoint into `out_dir`.
-
-    Rerunning the same command resumes from `out_dir`'s newest checkpoint. Returns the
-    `mobile_seg.train.TrainResult` (its `.model` is the QAT Keras model).
-    """
-    import sys
-    from mobile_seg.train import train
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    stream = stream or sys.stderr
+def check_qat_dirs(run_dir: Path, out_dir: Path) -> str:
+    """The source run's newest checkpoint; refuses an OUT that is the run or holds QAT of another."""
     check_output_path(out_dir, "dir")
-    config = ckpt_io.read_run_config(run_dir)
+    ckpt_io.read_run_config(run_dir)
     source_ckpt = ckpt_io.latest_checkpoint(run_dir)
     if source_ckpt is None:
         raise ModelFileError(f"no checkpoint in {run_dir / ckpt_io.CHECKPOINT_DIR}", run_dir)
     if out_dir.resolve() == run_dir.resolve():
         raise ConfigError("--out must differ from --run: QAT checkpoints would mix with the float run's")
-    info_path = out_dir / QAT_FILE
-    if info_path.is_file():
+    if (out_dir / QAT_FILE).is_file():
         previous = read_qat_info(out_dir)
         if previous.get("source_run") != str(run_dir.resolve()):
             raise ConfigError(f"{out_dir} holds QAT of another run ({previous.get('source_run')}); "
                               f"use another --out")
-    if steps < 1:
-        raise ConfigError(f"--steps must be at least 1, got {steps}")
-    tcfg = qat_train_config(run_dir, steps, learning_rate, batch_size, checkpoint_every=checkpoint_every)
+    return source_ckpt
 
-    def log(msg):
-        if progress:
-            print(msg, file=stream, flush=True)
 
-    with folder_lock(out_dir, "mobile-seg qat") as lock:  # train() takes it again (re-entrant)
+def qat(run_dir: str | os.PathLike, data_dir, out_dir: str | os.PathLike, config: QATConfig | None = None,
+        *, progress: bool = True, stream=None, **loop_options):
+    """Quantization-aware fine-tuning of `run_dir`'s newest checkpoint into `out_dir`, on the
+    training loop (`mobile_seg.training.loop.run`). OUT/qat.json records the source and the
+    QATConfig. Rerunning the same command resumes from `out_dir`'s newest checkpoint.
+    Returns the TrainResult (its `.model` is the QAT Keras model).
+    """
+    import sys
+    from mobile_seg.training.loop import run
+    config = config or QATConfig()
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    stream = stream or sys.stderr
+    source_ckpt = check_qat_dirs(run_dir, out_dir)
+    model_config = ckpt_io.read_run_config(run_dir)
+    tcfg = qat_train_config(run_dir, config)
+    with folder_lock(out_dir, "mobile-seg qat") as lock:  # run() takes it again (re-entrant)
         if progress:
             note_stale(lock, stream)
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(info_path, {
+        write_json_atomic(out_dir / QAT_FILE, {
             "format": QAT_FORMAT, "source_run": str(run_dir.resolve()),
             "source_step": ckpt_io.checkpoint_step(source_ckpt), "source_checkpoint": source_ckpt,
-            "steps": tcfg.steps, "learning_rate": tcfg.learning_rate, "batch_size": tcfg.batch_size,
-            "calib_images": int(calib_images), "batchnorm": "moving statistics, frozen",
-            "scheme": "tfmot default 8-bit, per-channel Conv2D and DepthwiseConv2D weights"})
-        model_fn = make_model_fn(run_dir, out_dir, data_dir, calib_images, log)
-        return train(data_dir, out_dir, config, tcfg, progress=progress, stream=stream,
-                     model_fn=model_fn, **train_kwargs)
+            **config.to_dict(), "batchnorm": BATCHNORM, "scheme": SCHEME})  # + train_config.json: in effect
+        task = qat_task(run_dir, out_dir, data_dir, config, model_config, tcfg)
+        return run(task, data_dir, out_dir, progress=progress, stream=stream, **loop_options)

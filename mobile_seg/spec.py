@@ -42,8 +42,7 @@ METRIC_NAMES = ("person_iou", "miou", "pixel_accuracy", "drop_pt", "max_abs_diff
 _METRIC_KEY = re.compile(r"^[^/\s:]+/[^/\s:]+$")
 
 
-class SpecError(ValueError):
-    """A spec value that cannot be right (message is one line)."""
+from mobile_seg.errors import SpecError  # noqa: E402 (errors is the other bottom-row module)
 
 
 def resize_rule(name: str) -> str:

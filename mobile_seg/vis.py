@@ -29,10 +29,16 @@ class VisResult:
     images: int = 0
     with_truth: int = 0
     files: list[str] = field(default_factory=list)
+    legend: list[tuple[str, tuple[int, int, int]]] = field(default_factory=list)  # (class name, colour)
 
     def to_dict(self) -> dict:
         return {"out_dir": str(self.out_dir), "images": self.images, "with_truth": self.with_truth,
-                "files": len(self.files)}
+                "files": len(self.files), "legend": {name: list(rgb) for name, rgb in self.legend}}
+
+    def format_legend(self) -> str:
+        """'background black, person (128,0,0), ...': which colour is which class."""
+        return ", ".join(f"{name} {'black' if rgb == (0, 0, 0) else '(%d,%d,%d)' % rgb}"
+                         for name, rgb in self.legend)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -84,7 +90,7 @@ def visualize(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, run=
               masks_dir: str | os.PathLike | None = None, predictor=None, resize: str = "stretch",
               limit: int | None = None, alpha: float = 0.5, progress: bool = True) -> VisResult:
     """Predict every image of `images_dir` and write masks, overlays and side-by-sides."""
-    from mobile_seg.data.palette import colorize, overlay, save_index_png
+    from mobile_seg.data.palette import VOC_PALETTE, colorize, overlay, save_index_png
     from mobile_seg.evaluate import load_predictor, predict_mask
 
     check_output_path(out_dir, "dir")
@@ -96,6 +102,7 @@ def visualize(images_dir: str | os.PathLike, out_dir: str | os.PathLike, *, run=
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = VisResult(out)
+    result.legend = [(name, tuple(int(c) for c in VOC_PALETTE[i])) for i, name in enumerate(predictor.labels)]
     bar = None
     if progress:
         from tqdm import tqdm

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from converters.metadata import restamp
 from mobile_seg.io_utils import write_json_atomic
-from mobile_seg.models import MANIFEST_NAME, MODELS_DIR, manifest_entry, read_manifest
+from mobile_seg.shipped import MANIFEST_NAME, MODELS_DIR, manifest_entry, read_manifest
 
 
 def main(argv):

@@ -74,9 +74,10 @@ def tiny_qat(shared_data: Path, root: Path):
     """(QAT_DIR, TrainResult) of 2 QAT steps on the tiny run."""
     key = ("qat", str(root))
     if key not in _cache:
+        from mobile_seg.config import QATConfig
         from mobile_seg.qat import qat
         data, run = tiny_data(shared_data, root), tiny_run(root)
-        result = qat(run, data, root / "qat", steps=2, batch_size=2, calib_images=4, progress=False)
+        result = qat(run, data, root / "qat", QATConfig(steps=2, batch_size=2, calib_images=4), progress=False)
         _cache[key] = (root / "qat", result)
     return _cache[key]
 

@@ -190,8 +190,8 @@ def last_error(res) -> str:
 
 
 def test_without_model_says_none_is_shipped(tmp_path, video, monkeypatch):
-    import mobile_seg.models
-    monkeypatch.setattr(mobile_seg.models, "MODELS_DIR", tmp_path / "no_models")
+    import mobile_seg.shipped
+    monkeypatch.setattr(mobile_seg.shipped, "MODELS_DIR", tmp_path / "no_models")
     res = cli("--video", video, "--no-window", "--output", tmp_path / "o.mp4")
     assert res.exit_code == 2
     assert last_error(res).startswith("error: no model is shipped") and "--model" in last_error(res)

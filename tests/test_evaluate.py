@@ -22,7 +22,7 @@ def portraits_val(shared_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_run(shared_data, tmp_path_factory):
     """A tiny model trained 3 steps on 4 portraits; its dataset has train (4) and val (3)."""
-    from mobile_seg.train import train
+    from mobile_seg.training import train
     tmp = tmp_path_factory.mktemp("tinyrun")
     built = build(voc_subset(shared_data / "portraits", tmp / "voc", {"train": 4, "val": 3}), tmp / "built")
     cfg = ModelConfig(**TINY_MODEL)

@@ -118,7 +118,7 @@ def exported(tmp_path_factory, shared_data):
 
 @pytest.fixture(scope="module")
 def masks(exported, shared_data):
-    from mobile_seg.models import model_path
+    from mobile_seg.shipped import model_path
     root, files, small = exported
     shipped = {"default": model_path("default"), "landscape": model_path("landscape"),
                "selfie": shared_data / "models/selfie_segmentation.tflite"}

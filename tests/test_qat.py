@@ -98,12 +98,14 @@ def test_calibrated_ranges_make_the_qat_model_match_the_float_model():
 
 def test_qat_run_saves_weights_and_config_reloads_and_resumes(shared_data, root, tmp_path):
     import shutil
+    from mobile_seg.config import QATConfig
     from mobile_seg.qat import load_qat, qat, sync_weight_ranges
     qat_dir, result = tiny_qat(shared_data, root)
     assert result.step == 2 and result.start_step == 0
     info = json.loads((qat_dir / "qat.json").read_text())
     assert info["source_run"] == str(tiny_run(root).resolve()) and info["source_step"] == 5
-    assert info["learning_rate"] == 3e-5
+    assert info["learning_rate"] == 3e-5 and info["steps"] == 2 and info["calib_images"] == 4
+    assert QATConfig.from_dict(info) == QATConfig(steps=2, batch_size=2, calib_images=4)
     assert (qat_dir / "config.json").is_file() and list((qat_dir / "checkpoints").glob("ckpt-2.index"))
     assert not list(qat_dir.glob("*.keras"))
     # reload: rebuild -> quantize -> restore gives the trained QAT model's outputs exactly
@@ -119,8 +121,8 @@ def test_qat_run_saves_weights_and_config_reloads_and_resumes(shared_data, root,
     # folder stays as the export tests expect it)
     resumed = tmp_path / "qat"
     shutil.copytree(qat_dir, resumed)
-    again = qat(tiny_run(root), tiny_data(shared_data, root), resumed, steps=3, batch_size=2,
-                calib_images=4, progress=False)
+    again = qat(tiny_run(root), tiny_data(shared_data, root), resumed,
+                QATConfig(steps=3, batch_size=2, calib_images=4), progress=False)
     assert again.start_step == 2 and again.step == 3
     assert json.loads((qat_dir / "train_summary.json").read_text())["step"] == 2
 
@@ -150,14 +152,38 @@ def test_qat_trains_the_deployed_graph_batchnorm_frozen(shared_data, root):
 
 def test_qat_refuses_a_dir_of_another_run(shared_data, root, tmp_path):
     import shutil
+    from mobile_seg.config import QATConfig
     from mobile_seg.errors import ConfigError, ModelFileError
     from mobile_seg.qat import load_qat, qat
     qat_dir, _ = tiny_qat(shared_data, root)
     other_run = tmp_path / "other_run"
     shutil.copytree(tiny_run(root), other_run)
     with pytest.raises(ConfigError, match="another run"):
-        qat(other_run, tiny_data(shared_data, root), qat_dir, steps=1)
+        qat(other_run, tiny_data(shared_data, root), qat_dir, QATConfig(steps=1))
     with pytest.raises(ModelFileError, match="qat.json"):
         load_qat(tiny_run(root))
     with pytest.raises(ModelFileError, match="not found"):
         qat(tmp_path / "missing", tiny_data(shared_data, root), tmp_path / "q")
+
+
+def test_weight_decay_acts_on_the_kernels_inside_qat_wrappers():
+    """QAT keeps the run's weight decay: the same conv kernels are decayed as in the float
+    model (tfmot wraps each layer, so a search for Conv2D layers alone found none), and the
+    decay's gradient reaches every one of them."""
+    import tensorflow as tf
+    from mobile_seg.config import ModelConfig
+    from mobile_seg.model import build_model
+    from mobile_seg.qat import quantize
+    from mobile_seg.training.task import decayed_kernels, weight_decay_loss
+    float_model = build_model(ModelConfig(**TINY))
+    qat_model = quantize(float_model)
+    float_kernels, qat_kernels = decayed_kernels(float_model), decayed_kernels(qat_model)
+    assert len(float_kernels) > 40 and len(qat_kernels) == len(float_kernels)
+    assert sum(type(layer).__name__ == "Conv2D" for layer in qat_model.layers) == 0   # all wrapped
+    with tf.GradientTape() as tape:
+        reg = weight_decay_loss(qat_kernels, 4e-5)
+    grads = tape.gradient(reg, qat_kernels)
+    np.testing.assert_allclose(float(reg), float(weight_decay_loss(float_kernels, 4e-5)), rtol=1e-5)
+    assert float(reg) > 0
+    for kernel, grad in zip(qat_kernels, grads):   # d/dw (wd * |w|^2 / 2) = wd * w
+        np.testing.assert_allclose(grad.numpy(), 4e-5 * kernel.numpy(), rtol=1e-5, atol=1e-12)

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from mobile_seg.cli import main
-from mobile_seg.models import MODELS_DIR, model_path, read_manifest, shipped_models
+from mobile_seg.shipped import MODELS_DIR, model_path, read_manifest, shipped_models
 from train_helpers import build, voc_subset
 
 MAX_BYTES = 3_000_000
@@ -83,7 +83,7 @@ def test_manifest_entry_from_a_compare_run(tmp_path):
     """recipes/write_manifest.py's core: per-split figures and the latency ratio of one
     `compare --json` result, ours against the baseline."""
     import shutil
-    from mobile_seg.models import format_models, manifest_entry
+    from mobile_seg.shipped import format_models, manifest_entry
     fig = lambda iou, mean, diff=None: {"person_iou": iou, "mean_image_iou": mean,  # noqa: E731
                                         **({"paired_diff": diff} if diff else {})}
     diff = {"mean": 0.02, "ci95": [0.01, 0.03], "images": 44}

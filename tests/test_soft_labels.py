@@ -62,7 +62,7 @@ def labelled(shared_data, portraits6, tmp_path_factory):
 
 def sources_of_batches(data, weights, batches=40):
     """Fraction of examples that came from the all-person set (by their labelled pixels)."""
-    from mobile_seg.train import make_train_dataset
+    from mobile_seg.data.augment import make_train_dataset
     cfg = ModelConfig(alpha=0.35, input_size=(SIZE, SIZE))
     tc = TrainConfig(batch_size=8, data_weights=weights, jitter=False)
     from_person = total = 0
@@ -207,7 +207,7 @@ def test_label_errors(shared_data, tmp_path):
 def test_soft_labels_follow_the_augmentation(tmp_path):
     """Left half soft 1, right half 0; the mask is all person. After random scale, crop and
     flip the target must still be 1 on the image's (possibly flipped) left half."""
-    from mobile_seg.train import make_train_dataset
+    from mobile_seg.data.augment import make_train_dataset
     built = build(synthetic_voc(tmp_path / "voc", 1, 4, 0, soft=True), tmp_path / "built")
     plain = build(synthetic_voc(tmp_path / "voc0", 0, 2, 1), tmp_path / "built0")
     desc = json.loads((built / "descriptor.json").read_text())
@@ -243,7 +243,7 @@ def test_check_flags_a_bad_soft_label(tmp_path):
 def test_training_learns_from_the_soft_labels(labelled, tmp_path):
     """The same first step with and without the soft-label term: only the weight differs,
     so a dropped term would give equal losses."""
-    from mobile_seg.train import train
+    from mobile_seg.training import train
     _, built = labelled
     cfg = ModelConfig(alpha=0.35, input_size=(SIZE, SIZE))
     losses = {}

@@ -41,7 +41,7 @@ def test_loss_ignores_ignore_label_and_applies_class_weights():
 
 
 def test_poly_schedule_with_warmup():
-    from mobile_seg.train import poly_learning_rate
+    from mobile_seg.training.task import poly_learning_rate
     cfg = TrainConfig(steps=110, learning_rate=0.1, warmup_steps=10, lr_power=1.0)
     lr = [float(poly_learning_rate(s, cfg)) for s in (0, 4, 9, 10, 60, 110, 200)]
     assert lr == pytest.approx([0.01, 0.05, 0.1, 0.1, 0.05, 0.0, 0.0], abs=1e-6)
@@ -50,7 +50,7 @@ def test_poly_schedule_with_warmup():
 # --- configs of a rerun ----------------------------------------------------------------------
 
 def test_rerun_with_fewer_flags_keeps_the_run_config(tmp_path):
-    from mobile_seg.train import resolve_configs
+    from mobile_seg.training.resolve import resolve_configs
     ModelConfig(alpha=0.35, input_size=(64, 64), decoder_output_stride=None).save(tmp_path / "config.json")
     TrainConfig(steps=50).save(tmp_path / "train_config.json")
     model, train = resolve_configs(tmp_path, None, {"alpha": None}, {"steps": 80})
@@ -62,7 +62,7 @@ def test_rerun_with_fewer_flags_keeps_the_run_config(tmp_path):
 
 
 def test_config_file_then_flags(tmp_path):
-    from mobile_seg.train import resolve_configs
+    from mobile_seg.training.resolve import resolve_configs
     path = tmp_path / "recipe.json"
     path.write_text(json.dumps({"model": {"alpha": 0.5, "decoder_output_stride": None},
                                 "train": {"steps": 300, "learning_rate": 0.01}}))
@@ -83,7 +83,7 @@ def test_tiny_model_overfits_four_real_images(four_portraits, tmp_path):
     """alpha 0.35 at 64 px, through the real input pipeline (no random scale or flip), scored
     by the real evaluator at the images' original resolution: person IoU > 0.9."""
     from mobile_seg.evaluate import evaluate_model
-    from mobile_seg.train import train
+    from mobile_seg.training import train
     model_cfg = ModelConfig(bn_momentum=0.9, **TINY_MODEL)   # BN statistics must catch up in 150 steps
     train_cfg = TrainConfig(steps=150, batch_size=4, learning_rate=0.05, warmup_steps=0, weight_decay=0.0,
                             min_scale=1.0, max_scale=1.0, flip=False, jitter=False, checkpoint_every=75,
@@ -209,7 +209,7 @@ def test_bad_data_and_run_dirs(four_portraits, tmp_path):
 
 def test_init_run_starts_a_second_stage_from_the_first(four_portraits, tmp_path):
     from mobile_seg.checkpoint import load_run
-    from mobile_seg.train import train
+    from mobile_seg.training import train
     cfg = ModelConfig(**TINY_MODEL)
     first = train(four_portraits, tmp_path / "stage1", cfg, TrainConfig(steps=2, batch_size=2), progress=False)
     stage1 = load_run(tmp_path / "stage1")[0].get_weights()
@@ -245,7 +245,7 @@ def test_xception65_trains_and_evaluates(four_portraits, tmp_path):
     """The aligned Xception-65 goes through the same train -> checkpoint -> eval path (in CI:
     the smallest input output stride 16 allows, one step)."""
     from mobile_seg.evaluate import evaluate
-    from mobile_seg.train import train
+    from mobile_seg.training import train
     cfg = ModelConfig(backbone="xception65", input_size=(32, 32))
     result = train(four_portraits, tmp_path / "run", cfg, TrainConfig(steps=1, batch_size=2, warmup_steps=0),
                    progress=False)
@@ -253,3 +253,46 @@ def test_xception65_trains_and_evaluates(four_portraits, tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "ckpt-1.index").is_file()
     scores = evaluate(four_portraits, "val", run=tmp_path / "run", progress=False, limit=1)
     assert scores.num_examples == 1 and scores.confusion.total > 0
+
+
+# --- the dataset decides its classes ---------------------------------------------------------
+
+def test_three_class_dataset_from_build_to_export_without_num_classes(tmp_path):
+    """data build -> train -> eval -> export of a 3-class dataset: the class count and names
+    come from the dataset (its labels.txt), no --num-classes anywhere."""
+    from conftest import make_class_voc
+    voc = make_class_voc(tmp_path / "voc", n_train=3, n_val=1, size=64)
+    (voc / "labels.txt").write_text("background\ncat\ndog\n")
+    run = CliRunner()
+    r = run.invoke(main, ["data", "build", str(voc), "--out", str(tmp_path / "built")])
+    assert r.exit_code == 0, r.output + r.stderr
+    r = run.invoke(main, ["train", "--data", str(tmp_path / "built"), "--out", str(tmp_path / "run"),
+                          "--alpha", "0.35", "--crop-size", "64", "--steps", "2", "--batch-size", "2",
+                          "--quiet"])
+    assert r.exit_code == 0, r.output + r.stderr
+    assert "(background, cat, dog)" in r.output
+    saved = ModelConfig.load(tmp_path / "run" / "config.json")
+    assert saved.num_classes == 3 and saved.class_names == ("background", "cat", "dog")
+    r = run.invoke(main, ["eval", "--data", str(tmp_path / "built"), "--run", str(tmp_path / "run"), "--quiet"])
+    assert r.exit_code == 0, r.output + r.stderr
+    assert re.search(r"IoU cat\s", r.output) and re.search(r"IoU dog\s", r.output)
+    r = run.invoke(main, ["vis", "--run", str(tmp_path / "run"), "--images", str(voc / "JPEGImages"),
+                          "--out", str(tmp_path / "vis"), "--quiet"])
+    assert r.exit_code == 0 and "colours: background black, cat (128,0,0), dog (0,128,0)" in r.output, r.output
+    r = run.invoke(main, ["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "export"),
+                          "--variant", "fp32", "--quiet"])   # no --data: the names come from the run
+    assert r.exit_code == 0, r.output + r.stderr
+    from mobile_seg.tflite_model import TFLiteModel
+    model = TFLiteModel(tmp_path / "export" / "fp32.tflite")
+    assert model.labels == ["background", "cat", "dog"] and model.output["shape"][-1] == 3
+    record = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert record["settings"]["variant"] == "fp32" and record["labels"] == ["background", "cat", "dog"]
+
+
+def test_a_diverged_run_is_one_error_line_exit_3(four_portraits, tmp_path):
+    code, lines = _train_cli("--data", four_portraits, "--out", tmp_path / "run", "--alpha", "0.35",
+                             "--crop-size", "64", "--steps", "20", "--batch-size", "2", "--warmup-steps", "0",
+                             "--learning-rate", "1e30", "--quiet")
+    assert code == 3 and len(lines) == 1, lines
+    assert re.fullmatch(r"error: .*/run: loss became (nan|inf) at step \d+; lower --learning-rate "
+                        r"\(the last checkpoint is kept\)", lines[0]), lines

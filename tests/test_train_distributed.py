@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent('''
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from mobile_seg.config import ModelConfig, TrainConfig
-    from mobile_seg.train import train
+    from mobile_seg.training import train
     result = train(data, run, ModelConfig(alpha=0.35, input_size=(64, 64)),
                    TrainConfig(steps=4, batch_size=4, warmup_steps=0, checkpoint_every=2,
                                strategy=strategy, seed=3), progress=False)

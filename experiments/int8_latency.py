@@ -17,7 +17,7 @@ Converts the same network several ways and times all files round-robin in one pr
   fp32 builtin / int8 builtin   XNNPACK off (TFLite's own kernels)
 
 Usage:
-    .venv/bin/python bench/int8_latency.py [--run RUN_DIR] [--alpha 1.0] [--size 256]
+    .venv/bin/python experiments/int8_latency.py [--run RUN_DIR] [--alpha 1.0] [--size 256]
         [--runs 30] [--cases fp32,int8-ptq-int8io,...] [--out DIR] [--json]
 
 Without --run the network has random weights and BN statistics from a few random batches:

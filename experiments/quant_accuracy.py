@@ -10,7 +10,7 @@ Keras QAT model of QAT_DIR), score every image of a split at original resolution
   of those flips that lie within 3 px of a boundary of the float prediction.
 
 Usage:
-    .venv/bin/python bench/quant_accuracy.py --run RUN_DIR --export EXPORT_DIR --data BUILT_DIR
+    .venv/bin/python experiments/quant_accuracy.py --run RUN_DIR --export EXPORT_DIR --data BUILT_DIR
         [--qat QAT_DIR] [--split val] [--boot 2000] [--json]
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Builds ../shared/data/portraits into a temp folder (or uses --built DIR) and tim
 `train_dataset` (decode, random scale 0.5–2, pad, crop, flip [, jitter]) and the eval
 path. Training consumes ~6 img/s at 256² on 2 cores; the pipeline must stay far ahead.
 
-    .venv/bin/python bench/input_pipeline.py [--built DIR] [--batches 40] [--runs 2]
+    .venv/bin/python experiments/input_pipeline.py [--built DIR] [--batches 40] [--runs 2]
 """
 from __future__ import annotations
 

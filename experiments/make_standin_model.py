@@ -6,8 +6,8 @@ MediaPipe's: latency, size and op census do not depend on the weight values. The
 variant is calibrated on random inputs, so its numbers are not meaningful, only its speed.
 Our metadata is embedded, without `metrics` (no accuracy to report for random weights).
 
-    .venv/bin/python bench/make_standin_model.py --out runs/bench            # α 1.0, ASPP (6,12,18)
-    .venv/bin/python bench/make_standin_model.py --out runs/bench --alpha 0.5 --no-atrous
+    .venv/bin/python experiments/make_standin_model.py --out runs/bench            # α 1.0, ASPP (6,12,18)
+    .venv/bin/python experiments/make_standin_model.py --out runs/bench --alpha 0.5 --no-atrous
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ other jobs on the machine lands on both alike, on the same model and thread coun
 the same run and warm-up counts. Prints one line per run and a summary: the median over
 pairs of harness/tool for the median and the minimum latency, and the load average.
 
-    .venv/bin/python bench/compare_litert_tool.py ../shared/data/models/selfie_segmentation.tflite \
+    .venv/bin/python experiments/compare_litert_tool.py ../shared/data/models/selfie_segmentation.tflite \
         --threads 1 --pairs 6 --runs 200 --warmup 10
 """
 from __future__ import annotations

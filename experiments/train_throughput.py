@@ -1,12 +1,12 @@
 """Training throughput: the real input pipeline vs the same model fed from memory.
 
-Runs the real training loop (`mobile_seg.train.train`) twice per round, in ABBA order so
+Runs the real training loop (`mobile_seg.training.train`) twice per round, in ABBA order so
 that load from other jobs lands on both alike: once reading the built dataset through the
 tf.data pipeline (decode, random scale, crop, flip), once from one in-memory batch
 repeated (no input work at all). img/s excludes each run's first step (tracing). The
 pipeline's overhead is 1 - pipeline / in-memory.
 
-    .venv/bin/python bench/train_throughput.py /tmp/built/portraits --alpha 1.0 --crop-size 256 \
+    .venv/bin/python experiments/train_throughput.py /tmp/built/portraits --alpha 1.0 --crop-size 256 \
         --batch-size 8 --steps 20 --rounds 2
 """
 from __future__ import annotations
@@ -40,7 +40,8 @@ def main() -> None:
 
     import tensorflow as tf
     from mobile_seg.config import ModelConfig, TrainConfig
-    from mobile_seg.train import make_train_dataset, train
+    from mobile_seg.data.augment import make_train_dataset
+    from mobile_seg.training import train
 
     model_cfg = ModelConfig(backbone=args.backbone, alpha=args.alpha, input_size=(args.crop_size,) * 2)
     train_cfg = TrainConfig(split=args.split, batch_size=args.batch_size, steps=args.steps + 1,
