@@ -191,7 +191,14 @@ def test_export_cli_stopped_by_sigterm_leaves_a_visibly_incomplete_folder(shared
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.5)
 
+    real_fp32, converted = export_mod.convert_fp32, []
+
+    def fp32_once(model, spec):   # the same model both times: convert it once (saves a minute)
+        converted[:] = converted or [real_fp32(model, spec)]
+        return converted[0]
+
     monkeypatch.setattr(export_mod, "convert_fp16", sigterm)
+    monkeypatch.setattr(export_mod, "convert_fp32", fp32_once)
     out = tmp_path / "export"
     code, lines, result = _cli("export", "--run", tiny_run(tmp_path), "--out", out, "--variant", "all",
                                "--data", tmp_path / "none")
