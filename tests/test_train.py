@@ -241,6 +241,8 @@ def test_init_run_starts_a_second_stage_from_the_first(four_portraits, tmp_path)
         TrainConfig(init_run="a", init_weights="b")
 
 
+@pytest.mark.slow  # ~30 s; Xception is built (test_model) and quantized (test_qat) in CI, and this
+# loop and eval path is the one every MobileNetV2 test above runs
 def test_xception65_trains_and_evaluates(four_portraits, tmp_path):
     """The aligned Xception-65 goes through the same train -> checkpoint -> eval path (in CI:
     the smallest input output stride 16 allows, one step)."""
