@@ -5,7 +5,8 @@ A `ModelConfig` fully describes a network: `build_model(config)` rebuilds it, an
 `TrainConfig` holds the optimisation settings of one run (`train_config.json`),
 `QATConfig` those of quantization-aware fine-tuning (`qat.json`), `ExportConfig` those of
 a conversion (`export.json`). Every field carries its command-line flag (`option`): the
-CLI generates its options from them. All validate themselves on construction and raise `ConfigError` with one line.
+CLI generates its options from them. All validate themselves on construction and raise
+`ConfigError` with one line.
 """
 from __future__ import annotations
 
@@ -217,7 +218,6 @@ class ModelConfig(JsonConfig):
                 d[name] = tuple(d[name])
         return cls(**d)
 
-
     def diff(self, other: "ModelConfig") -> list[str]:
         """Fields that differ, as 'name: A in the run, B asked' strings (empty when equal)."""
         a, b = self.to_dict(), other.to_dict()
@@ -359,7 +359,6 @@ class TrainConfig(JsonConfig):
             if d.get(name) is not None:
                 d[name] = tuple(d[name])
         return cls(**d)
-
 
 
 @dataclass(frozen=True)

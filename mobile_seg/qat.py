@@ -39,9 +39,9 @@ import numpy as np
 from mobile_seg import checkpoint as ckpt_io
 from mobile_seg.config import ModelConfig, QATConfig, TrainConfig
 from mobile_seg.errors import ConfigError, ModelFileError
-from mobile_seg.training.task import Task
 from mobile_seg.io_utils import check_output_path, write_json_atomic
 from mobile_seg.locks import folder_lock, note_stale
+from mobile_seg.training.task import Task
 
 QAT_FILE = "qat.json"
 QAT_FORMAT = "mobile-seg-qat/1"
@@ -347,7 +347,7 @@ def freeze_batchnorm(qat_model) -> int:
     return n
 
 
-def qat_task(run_dir: Path, out_dir: Path, data_dir, config: QATConfig, model_config: ModelConfig,
+def qat_task(run_dir: Path, data_dir, config: QATConfig, model_config: ModelConfig,
              train_config: TrainConfig) -> Task:
     """The QAT task: float run -> quantize -> freeze BatchNorm -> calibrate ranges (a fresh
     start; resuming, the loop restores OUT_DIR's QAT checkpoint into a fresh QAT model)."""
@@ -373,10 +373,11 @@ def qat_task(run_dir: Path, out_dir: Path, data_dir, config: QATConfig, model_co
     return Task(model_config, train_config, make_model, command="mobile-seg qat")
 
 
-def check_qat_dirs(run_dir: Path, out_dir: Path) -> str:
-    """The source run's newest checkpoint; refuses an OUT that is the run or holds QAT of another."""
+def check_qat_dirs(run_dir: Path, out_dir: Path) -> tuple[ModelConfig, str]:
+    """The source run's ModelConfig and newest checkpoint; refuses an OUT that is the run or
+    holds QAT of another."""
     check_output_path(out_dir, "dir")
-    ckpt_io.read_run_config(run_dir)
+    model_config = ckpt_io.read_run_config(run_dir)
     source_ckpt = ckpt_io.latest_checkpoint(run_dir)
     if source_ckpt is None:
         raise ModelFileError(f"no checkpoint in {run_dir / ckpt_io.CHECKPOINT_DIR}", run_dir)
@@ -387,7 +388,7 @@ def check_qat_dirs(run_dir: Path, out_dir: Path) -> str:
         if previous.get("source_run") != str(run_dir.resolve()):
             raise ConfigError(f"{out_dir} holds QAT of another run ({previous.get('source_run')}); "
                               f"use another --out")
-    return source_ckpt
+    return model_config, source_ckpt
 
 
 def qat(run_dir: str | os.PathLike, data_dir, out_dir: str | os.PathLike, config: QATConfig | None = None,
@@ -402,8 +403,7 @@ def qat(run_dir: str | os.PathLike, data_dir, out_dir: str | os.PathLike, config
     config = config or QATConfig()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     stream = stream or sys.stderr
-    source_ckpt = check_qat_dirs(run_dir, out_dir)
-    model_config = ckpt_io.read_run_config(run_dir)
+    model_config, source_ckpt = check_qat_dirs(run_dir, out_dir)
     tcfg = qat_train_config(run_dir, config)
     with folder_lock(out_dir, "mobile-seg qat") as lock:  # run() takes it again (re-entrant)
         if progress:
@@ -413,5 +413,5 @@ def qat(run_dir: str | os.PathLike, data_dir, out_dir: str | os.PathLike, config
             "format": QAT_FORMAT, "source_run": str(run_dir.resolve()),
             "source_step": ckpt_io.checkpoint_step(source_ckpt), "source_checkpoint": source_ckpt,
             **config.to_dict(), "batchnorm": BATCHNORM, "scheme": SCHEME})  # + train_config.json: in effect
-        task = qat_task(run_dir, out_dir, data_dir, config, model_config, tcfg)
+        task = qat_task(run_dir, data_dir, config, model_config, tcfg)
         return run(task, data_dir, out_dir, progress=progress, stream=stream, **loop_options)

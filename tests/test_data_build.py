@@ -15,7 +15,7 @@ from PIL import Image
 from mobile_seg.cli import main
 from conftest import copy_voc, make_class_voc
 from mobile_seg.data import tfrecords
-from mobile_seg.data.check import DatasetProblems
+from mobile_seg.errors import DatasetProblems
 from mobile_seg.data.pipeline import iterate_examples, read_descriptor
 from mobile_seg.data.tfrecords import build_dataset
 

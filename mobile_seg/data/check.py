@@ -23,7 +23,7 @@ from mobile_seg.data.classes import (colour_map_num_classes, infer_num_classes, 
                                      read_names_file)
 from mobile_seg.data.palette import default_class_names, load_colour_map
 from mobile_seg.data.voc import ALL_SPLIT, Source, discover
-from mobile_seg.errors import ConfigError, DatasetError, DatasetProblems  # noqa: F401 (raised here)
+from mobile_seg.errors import ConfigError, DatasetError
 
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 INFER_MAX_VALUES = 32   # a mask with more distinct labels is not used to infer the class count

@@ -26,11 +26,10 @@ import tensorflow as tf
 from PIL import Image
 
 from mobile_seg.data import DESCRIPTOR_FORMAT, IGNORE_LABEL
-from mobile_seg.data.check import (CheckReport, DatasetProblems, MaskOptions, Problem,
-                                   check_source, mask_options, read_mask)
+from mobile_seg.data.check import CheckReport, MaskOptions, Problem, check_source, mask_options, read_mask
 from mobile_seg.data.palette import VOC_PALETTE
 from mobile_seg.data.voc import Source, discover
-from mobile_seg.errors import ConfigError, DatasetError
+from mobile_seg.errors import ConfigError, DatasetError, DatasetProblems
 from mobile_seg.io_utils import atomic_dir, check_output_path, write_json_atomic
 from mobile_seg.locks import folder_lock
 

@@ -10,14 +10,13 @@ from pathlib import Path
 
 from mobile_seg import checkpoint as ckpt_io
 from mobile_seg.config import ModelConfig, TrainConfig, apply_overrides, load_config_file
-from mobile_seg.errors import ConfigError
+from mobile_seg.errors import ConfigError, DatasetError
 
 
 def dataset_classes(data_dir) -> tuple[int, list[str] | None] | None:
     """(num_classes, class names) of a built dataset's descriptor, None when unreadable
     (the training checks report that later, with the whole picture)."""
     from mobile_seg.data.pipeline import read_descriptor
-    from mobile_seg.errors import DatasetError
     try:
         desc = read_descriptor(data_dir)
     except DatasetError:
