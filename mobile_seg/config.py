@@ -74,6 +74,10 @@ class JsonConfig:
         return cls.from_dict(_read_json(path))
 
 
+# ModelConfig fields that change no weight's shape or meaning (see ModelConfig.weight_diff)
+WEIGHT_FREE_FIELDS = ("input_size", "output_stride", "bn_momentum")
+
+
 @dataclass(frozen=True)
 class ModelConfig(JsonConfig):
     """Everything needed to build a DeepLabV3(+) network.
@@ -224,6 +228,12 @@ class ModelConfig(JsonConfig):
         return [f"{k}: {_fmt(a[k])} in the run, {_fmt(b[k])} asked" for k in a
                 if a[k] != b[k] and k != "class_names"]
 
+    def weight_diff(self, other: "ModelConfig") -> list[str]:
+        """`diff` less the fields that leave every weight's shape and meaning unchanged
+        (input size, output stride, BatchNorm momentum): a run's weights start another run
+        that differs only in those (e.g. a fine-tune at a higher resolution)."""
+        return self.diff(dataclasses.replace(other, **{k: getattr(self, k) for k in WEIGHT_FREE_FIELDS}))
+
     @property
     def labels(self) -> list[str]:
         """The class names, or the defaults for the class count."""
@@ -258,7 +268,8 @@ class TrainConfig(JsonConfig):
             teacher's entropy (0 at a perfect match), mean over pixels; cross-entropy on the
             hard labels is added wherever they exist.
         init_run: start from the newest checkpoint of another run of the same model (a
-            second training stage, e.g. a fine-tune with another data mix), or None.
+            second training stage, e.g. a fine-tune with another data mix or at another
+            input size or output stride), or None.
     """
 
     split: str = option("train", "Split to train on.")
@@ -296,8 +307,8 @@ class TrainConfig(JsonConfig):
         metavar="W1,W2,...", kind="floats")
     distill_weight: float = option(1.0, "Weight of the soft-label loss on examples with a teacher's soft "
                                         "label (`mobile-seg label`, then `data build`).")
-    init_run: str | None = option(None, "Start from another run's newest checkpoint (same model): a second "
-                                        "stage.", metavar="RUN_DIR", kind="path")
+    init_run: str | None = option(None, "Start from another run's newest checkpoint (same model; the "
+                                        "input size and output stride may differ): a second stage.", metavar="RUN_DIR", kind="path")
 
     def __post_init__(self):
         for name in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every"):
