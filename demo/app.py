@@ -131,13 +131,23 @@ def tune_allocator() -> bool:
 
 
 # --- model --------------------------------------------------------------------------------
-def resolve_model_path(model: str | None) -> Path:
-    """--model, else the shipped default model; ModelFileError if there is neither."""
+# Frames at least this wide (width / height: 16:9 cameras and video, not 4:3) get the
+# shipped "landscape" model when no --model is given: a square input would squash them.
+WIDE_FRAME = 1.5
+
+
+def resolve_model_path(model: str | None, frame_size: tuple[int, int] | None = None) -> Path:
+    """--model, else the shipped model for the frame's shape (`frame_size` (h, w)):
+    "landscape" for frames WIDE_FRAME or wider when it is shipped, else "default";
+    ModelFileError if there is none."""
     from mobile_seg.shipped import model_path
     if model:
         named = model_path(model) if not Path(model).exists() else None
         return named or Path(model)  # a shipped model's name (e.g. "landscape") or a file
-    shipped = model_path()
+    shipped = None
+    if frame_size is not None and frame_size[1] >= WIDE_FRAME * frame_size[0]:
+        shipped = model_path("landscape")
+    shipped = shipped or model_path()
     if shipped is not None:
         return shipped
     raise ModelFileError("no model is shipped with the package yet; pass --model PATH "
@@ -284,18 +294,26 @@ def run_demo(options: DemoOptions, *, capture_factory: Callable[[int], object] |
     if window:
         check_display()
     tune_allocator()
-    model_path = resolve_model_path(o.model)
-    model = load_model(model_path, o.threads)
+    if o.model:  # a bad --model fails before the camera opens
+        model_path = resolve_model_path(o.model)
+        model = load_model(model_path, o.threads)
     backgrounds = []
     if o.background:
         from demo.effects import load_background
         paths = [o.background] if isinstance(o.background, (str, os.PathLike)) else list(o.background)
         backgrounds = [load_background(p) for p in paths]
-    pipeline = Pipeline(model, o.settings, backgrounds)
 
     # A still image repeats while someone watches (window, stream, virtual camera).
     source = open_source(camera=o.camera, video=o.video, image=o.image, image_repeat=None if live else 1,
                          capture_factory=capture_factory)
+    try:
+        if not o.model:  # the shipped model that fits the frame's shape
+            model_path = resolve_model_path(None, source.size)
+            model = load_model(model_path, o.threads)
+        pipeline = Pipeline(model, o.settings, backgrounds)
+    except BaseException:
+        source.close()
+        raise
     fps = source.fps or LIVE_IMAGE_FPS
     sinks: list = []
     times = StageTimes()

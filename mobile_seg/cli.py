@@ -583,7 +583,7 @@ def models_cmd(as_json):
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Still image to process.")
 @click.option("--model", type=click.Path(), default=None,
               help="Segmentation .tflite, or the name of a shipped model (`mobile-seg models`; "
-                   "default: the shipped model \"default\").")
+                   "default: the shipped \"landscape\" model for frames 3:2 or wider, else \"default\").")
 @click.option("--effect", type=click.Choice(["blur", "bokeh", "replace", "colour", "mask"]),
               default="blur", show_default=True, help="Background effect.")
 @click.option("--background", type=click.Path(dir_okay=False), multiple=True,

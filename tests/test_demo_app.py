@@ -418,3 +418,23 @@ def test_settings_toggles_cycle_effects(model_path):
     frame = np.zeros((48, 64, 3), np.uint8)
     out = pipe.process(frame).output
     assert out.shape == frame.shape
+
+
+def test_without_model_wide_frames_get_the_landscape_model(tmp_path, portrait):
+    """No --model: a 16:9 picture runs on the shipped "landscape" file, a 4:3 one on
+    "default" (a square input would squash the wide frame)."""
+    from mobile_seg.shipped import model_path as shipped
+    image = cv2.imread(str(portrait[0]))
+    used = {}
+    for name, (h, w) in {"wide": (180, 320), "four_three": (240, 320)}.items():
+        src, out = tmp_path / f"{name}.png", tmp_path / f"{name}_out.png"
+        cv2.imwrite(str(src), cv2.resize(image, (w, h)))
+        res = cli("--image", src, "--output", out, "--no-window", "--json")
+        assert res.exit_code == 0, res.stderr
+        info = json.loads(res.stdout.strip().splitlines()[-1])
+        assert info["frame_size"] == [h, w] and cv2.imread(str(out)).shape == (h, w, 3)
+        used[name] = info["model"]
+    assert used == {"wide": str(shipped("landscape")), "four_three": str(shipped("default"))}
+    assert demo.app.resolve_model_path(None, (100, 149)) == shipped("default")  # just under 3:2
+    assert demo.app.resolve_model_path(None, (100, 150)) == shipped("landscape")
+    assert demo.app.resolve_model_path("default", (100, 300)) == shipped("default")  # --model wins
