@@ -308,7 +308,8 @@ class TrainConfig(JsonConfig):
     distill_weight: float = option(1.0, "Weight of the soft-label loss on examples with a teacher's soft "
                                         "label (`mobile-seg label`, then `data build`).")
     init_run: str | None = option(None, "Start from another run's newest checkpoint (same model; the "
-                                        "input size and output stride may differ): a second stage.", metavar="RUN_DIR", kind="path")
+                                        "input size and output stride may differ): a second stage.",
+                                  metavar="RUN_DIR", kind="path")
 
     def __post_init__(self):
         for name in ("batch_size", "steps", "checkpoint_every", "keep_checkpoints", "log_every"):

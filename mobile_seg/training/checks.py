@@ -28,9 +28,10 @@ def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: Tra
         if ckpt_io.latest_checkpoint(train_config.init_run) is None:
             raise ConfigError(f"{train_config.init_run}: --init-run has no checkpoint")
         source = ckpt_io.read_run_config(train_config.init_run)
-        if source.weight_diff(model_config):  # input size, output stride may change
+        differences = source.weight_diff(model_config)  # input size, output stride may change
+        if differences:
             raise ConfigError(f"{train_config.init_run}: --init-run is another model "
-                              f"({'; '.join(source.weight_diff(model_config))})")
+                              f"({'; '.join(differences)})")
     soft = [str(d) for d, desc in zip(dirs, descriptors) if desc.get("soft_labels")]
     if soft and model_config.num_classes != 2:
         raise ConfigError(f"{soft[0]}: has soft person labels, which need a 2-class model "
