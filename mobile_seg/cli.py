@@ -564,9 +564,10 @@ def metadata_stamp(model, metrics_json, name, license_, as_json):
 def models_cmd(as_json):
     """List the models shipped in the package with their measured figures.
 
-    Person IoU per val split is next to MediaPipe selfie's (in brackets) through the same
-    `mobile-seg eval --tflite`; latency is the single-thread median from one `mobile-seg
-    bench` run of both. `demo` uses the model named "default".
+    Mean per-image person IoU per val split is next to the model's baseline (in brackets:
+    MediaPipe selfie, or its landscape model for `landscape`) from one `mobile-seg compare`
+    run; latency is that run's single-thread median. `demo` uses the model named "default"
+    (and "landscape" for frames 3:2 or wider).
     """
     from mobile_seg.shipped import format_models, shipped_models
     models = shipped_models()

@@ -32,14 +32,25 @@ class ShippedModel:
     person_iou: dict[str, float] = field(default_factory=dict)
     baseline_person_iou: dict[str, float] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    mean_image_iou: dict[str, float] = field(default_factory=dict)
+    baseline_mean_image_iou: dict[str, float] = field(default_factory=dict)
+    baseline: str = ""
     extra: dict = field(default_factory=dict)
+
+    def iou_table(self) -> tuple[str, dict[str, float], dict[str, float]]:
+        """(measure, ours, baseline's) per split: mean per-image IoU where models.json has
+        it (what compare's paired test is about), else dataset-level person IoU."""
+        if self.mean_image_iou:
+            return "mean per-image", self.mean_image_iou, self.baseline_mean_image_iou
+        return "dataset-level", self.person_iou, self.baseline_person_iou
 
     def to_dict(self) -> dict:
         return {"name": self.name, "path": str(self.path), "description": self.description,
                 "size_bytes": self.size_bytes, "input_size": list(self.input_size),
                 "output_kind": self.output_kind, "person_iou": self.person_iou,
                 "baseline_person_iou": self.baseline_person_iou, "latency_ms": self.latency_ms,
-                **self.extra}
+                "mean_image_iou": self.mean_image_iou, "baseline_mean_image_iou": self.baseline_mean_image_iou,
+                "baseline": self.baseline, **self.extra}
 
 
 def read_manifest(models_dir: str | os.PathLike | None = None) -> list[dict]:
@@ -59,16 +70,15 @@ def shipped_models(models_dir: str | os.PathLike | None = None) -> list[ShippedM
     from mobile_seg.tflite_model import TFLiteModel
     models_dir = Path(models_dir or MODELS_DIR)
     out = []
-    known = {"name", "file", "description", "person_iou", "baseline_person_iou", "latency_ms"}
+    figures = ("person_iou", "baseline_person_iou", "latency_ms", "mean_image_iou", "baseline_mean_image_iou")
+    known = {"name", "file", "description", "baseline", *figures}
     for entry in read_manifest(models_dir):
         path = models_dir / entry["file"]
         tfl = TFLiteModel(path, num_threads=1)
         out.append(ShippedModel(
             name=entry["name"], path=path, description=entry.get("description", ""),
             size_bytes=tfl.size_bytes, input_size=tuple(tfl.input_size), output_kind=tfl.output_kind,
-            person_iou=dict(entry.get("person_iou", {})),
-            baseline_person_iou=dict(entry.get("baseline_person_iou", {})),
-            latency_ms=dict(entry.get("latency_ms", {})),
+            **{k: dict(entry.get(k) or {}) for k in figures}, baseline=entry.get("baseline", ""),
             extra={k: v for k, v in entry.items() if k not in known}))
     return out
 
@@ -84,16 +94,19 @@ def model_path(name: str = DEFAULT_NAME, models_dir: str | os.PathLike | None = 
 
 
 def format_models(models: list[ShippedModel]) -> str:
-    """A table: name, input, size, person IoU per split (MediaPipe in brackets), latency."""
+    """A table: name, input, size, person IoU per split (the model's baseline in brackets),
+    latency; then what the figures are and which baseline each row was measured against."""
     if not models:
         return "no models shipped in this install"
-    splits = sorted({s for m in models for s in m.person_iou})
+    tables = {m.name: m.iou_table() for m in models}
+    splits = sorted({s for _, ours, _ in tables.values() for s in ours})
     head = ["model", "input", "size"] + [f"IoU {s}" for s in splits] + ["1-thread ms"]
     rows = []
     for m in models:
         ious = []
+        _, ours, theirs = tables[m.name]
         for s in splits:
-            v, b = m.person_iou.get(s), m.baseline_person_iou.get(s)
+            v, b = ours.get(s), theirs.get(s)
             ious.append("-" if v is None else f"{v:.3f}" + ("" if b is None else f" ({b:.3f})"))
         lat = m.latency_ms.get("median_1_thread")
         base = m.latency_ms.get("baseline_median_1_thread")
@@ -102,9 +115,17 @@ def format_models(models: list[ShippedModel]) -> str:
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("(in brackets: MediaPipe selfie, same eval / same bench run)")
+    measures = {measure for measure, _, _ in tables.values()}
+    what = f"{next(iter(measures))} person IoU" if len(measures) == 1 else "person IoU as noted per model"
+    lines.append(f"IoU: {what}; in brackets: the model's baseline (named below), measured in the same "
+                 "compare run (same eval, interleaved bench)")
     for m in models:
-        lines.append(f"{m.name}: {m.path}")
+        notes = []
+        if not what.startswith(tables[m.name][0]):
+            notes.append(f"{tables[m.name][0]} IoU")
+        if m.baseline:
+            notes.append(f"baseline {m.baseline}")
+        lines.append(f"{m.name}: {m.path}" + (f" ({'; '.join(notes)})" if notes else ""))
         if m.description:
             lines.append(f"  {m.description}")
     return "\n".join(lines)

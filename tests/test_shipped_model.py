@@ -101,8 +101,17 @@ def test_manifest_entry_from_a_compare_run(tmp_path):
     assert entry["paired_diff_vs_baseline"] == {"portraits/val": diff}
     assert entry["latency_ms"] == {"median_1_thread": 3.0, "baseline_median_1_thread": 2.0, "ratio": 1.5}
     assert entry["recipe"] == "r.sh"
-    # a models dir of our own: the table shows ours and, in brackets, the baseline
+    # a models dir of our own: the table shows ours and, in brackets, the baseline, by the
+    # mean per-image IoU that compare's paired test is about, and names the baseline
     shutil.copy(model_path("default"), tmp_path / "ours.tflite")
     (tmp_path / "models.json").write_text(json.dumps({"models": [entry]}))
     table = format_models(shipped_models(tmp_path))
-    assert "0.912 (0.900)" in table and "3.00 (2.00)" in table and "0.500 (0.400)" in table
+    assert "0.900 (0.880)" in table and "0.450 (0.300)" in table and "3.00 (2.00)" in table
+    assert "IoU: mean per-image person IoU" in table and "(baseline mp.tflite)" in table
+    # an older entry without per-image figures falls back to dataset-level, and says so
+    old = {k: v for k, v in entry.items() if "mean_image" not in k}
+    (tmp_path / "models.json").write_text(json.dumps({"models": [{**entry, "name": "new"}, {**old, "name": "old"}]}))
+    table = format_models(shipped_models(tmp_path))
+    assert "0.912 (0.900)" in table and "0.500 (0.400)" in table and "0.450 (0.300)" in table
+    assert "IoU: person IoU as noted per model" in table
+    assert "(mean per-image IoU; baseline mp.tflite)" in table and "(dataset-level IoU; baseline mp.tflite)" in table
