@@ -10,8 +10,8 @@
 # Run it after recipes/default_model.sh with the same WORK_DIR (it reuses that run's
 # labels, built sets and stage 1 as "both").
 # Usage: recipes/teacher_ablation.sh [SHARED_DATA_DIR] [WORK_DIR]
-# About 3.5 h here on an idle 2-core machine (three trainings of ~40 min each when run one
-# after another, labels ~20 min, four QAT runs ~6 min each, compare ~10 min).
+# About 3 h here on an idle 2-core machine (three trainings of ~40 min each one after
+# another, labels ~20 min, four QAT runs ~5 min each, compare ~8 min).
 # Every step resumes or is skipped when its output exists: rerun the same command after a stop.
 set -euo pipefail
 SHARED=$(cd "${1:-../shared/data}" && pwd)
