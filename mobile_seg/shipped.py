@@ -1,8 +1,9 @@
 """The models shipped inside the package (mobile_seg/assets/models) and their measured figures.
 
 `models.json` beside the .tflite files lists each shipped model with what was measured on
-it (person IoU per val split next to MediaPipe selfie's through the same eval, latency
-from one `mobile-seg bench` run of both) and the commands that measured it. The .tflite
+it (dataset-level and mean per-image person IoU per val split next to its baseline's —
+MediaPipe selfie or its landscape model — and latency, all from one `mobile-seg compare`
+run: `recipes/write_manifest.py`) and the commands that measured it. The .tflite
 files carry their own metadata (labels, input size, normalisation, model config).
 """
 from __future__ import annotations
