@@ -99,13 +99,12 @@ def format_models(models: list[ShippedModel]) -> str:
     latency; then what the figures are and which baseline each row was measured against."""
     if not models:
         return "no models shipped in this install"
-    tables = {m.name: m.iou_table() for m in models}
-    splits = sorted({s for _, ours, _ in tables.values() for s in ours})
+    tables = [m.iou_table() for m in models]
+    splits = sorted({s for _, ours, _ in tables for s in ours})
     head = ["model", "input", "size"] + [f"IoU {s}" for s in splits] + ["1-thread ms"]
     rows = []
-    for m in models:
+    for m, (_, ours, theirs) in zip(models, tables):
         ious = []
-        _, ours, theirs = tables[m.name]
         for s in splits:
             v, b = ours.get(s), theirs.get(s)
             ious.append("-" if v is None else f"{v:.3f}" + ("" if b is None else f" ({b:.3f})"))
@@ -116,14 +115,13 @@ def format_models(models: list[ShippedModel]) -> str:
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    measures = {measure for measure, _, _ in tables.values()}
-    what = f"{next(iter(measures))} person IoU" if len(measures) == 1 else "person IoU as noted per model"
+    measures = {measure for measure, _, _ in tables}
+    mixed = len(measures) > 1
+    what = "person IoU as noted per model" if mixed else f"{next(iter(measures))} person IoU"
     lines.append(f"IoU: {what}; in brackets: the model's baseline (named below), measured in the same "
                  "compare run (same eval, interleaved bench)")
-    for m in models:
-        notes = []
-        if not what.startswith(tables[m.name][0]):
-            notes.append(f"{tables[m.name][0]} IoU")
+    for m, (measure, _, _) in zip(models, tables):
+        notes = [f"{measure} IoU"] if mixed else []
         if m.baseline:
             notes.append(f"baseline {m.baseline}")
         lines.append(f"{m.name}: {m.path}" + (f" ({'; '.join(notes)})" if notes else ""))
