@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,18 @@ def test_config_file_and_diff(tmp_path):
     assert load_config_file(path) == ({"alpha": 0.5}, {})
     diff = ModelConfig(alpha=0.35).diff(ModelConfig(alpha=0.5, decoder_output_stride=None))
     assert diff == ["alpha: 0.35 in the run, 0.5 asked", "decoder_output_stride: 4 in the run, none asked"]
+
+
+def test_every_shipped_config_is_valid_and_the_recipes_name_existing_ones():
+    import re
+    root = Path(__file__).resolve().parents[1]
+    configs = sorted((root / "mobile_seg" / "configs").glob("*.json"))
+    assert configs
+    for path in configs:
+        model_fields, train_fields = load_config_file(path)
+        model, train = ModelConfig.from_dict(model_fields), TrainConfig.from_dict(train_fields)
+        assert model.input_size[0] == model.input_size[1] == int(re.search(r"_(\d+)\.json$", path.name)[1])
+        assert train.data_weights and min(train.data_weights) > 0
+    named = {m for r in (root / "recipes").glob("*.sh") for m in re.findall(r"mobile_seg/configs/\w+\.json",
+                                                                           r.read_text())}
+    assert named and all((root / n).is_file() for n in named), named
