@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The recipe of the shipped default (and landscape) person model, from the shared data:
+# The recipe of the shipped default person model (and a landscape export of it), from the shared data:
 #   data build -> train in two stages on the labelled sets' own masks (192x192 from ImageNet,
 #   then 224x224) -> qat -> export (224x224 and 144x256) -> compare against MediaPipe selfie
 #   on every val split -> [--install]
