@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The recipe of the shipped default person model (and a landscape export of it), from the shared data:
+# The recipe of the shipped default person model (and a landscape export of it), from the
+# shared data:
 #   data build -> train in three stages on the labelled sets' own masks (192x192 from
-#   ImageNet, 224x224, 224x224 with DAVIS and COCO weighted up) -> qat -> export (224x224 and 144x256) -> compare against MediaPipe selfie
-#   on every val split -> [--install]
+#   ImageNet, 224x224, 224x224 with DAVIS and COCO weighted up) -> qat -> export (224x224
+#   and 144x256) -> compare against MediaPipe selfie on every val split -> [--install]
 # The shipped landscape file is not this recipe's: at 144x256 the previous default's weights
 # (v4, `git show 1bc0130:recipes/default_model.sh`) beat these, so --install replaces only
 # default.tflite; the landscape compare below puts this recipe's 144x256 export beside it.
@@ -13,9 +14,9 @@
 #   --install copies the square file into mobile_seg/assets/models as default.tflite, stamps
 #   its metrics into the file's metadata and rewrites its models.json entry from the compare run.
 # About 3 h on an idle 2-core machine (stage 1 ~50 min, stage 2 ~60 min, stage 3 ~40 min,
-# QAT ~6 min, exports and two compare runs ~15 min). Every step resumes or is skipped when its output
-# exists: rerun the same command after a stop (Ctrl-C, SIGTERM, a lost session) and it goes
-# on where it was.
+# QAT ~6 min, exports and two compare runs ~15 min). Every step resumes or is skipped when
+# its output exists: rerun the same command after a stop (Ctrl-C, SIGTERM, a lost session)
+# and it goes on where it was.
 set -euo pipefail
 SHARED=$(cd "${1:-../shared/data}" && pwd)
 WORK=${2:-runs/default_model}
@@ -65,7 +66,8 @@ mobile-seg compare "$MP" "$MODEL" --data "$V/portraits" --data "$V/coco_person" 
   --video "$V/davis_parkour:all" --runs 300 --csv "$WORK/compare_default.csv" --quiet --json \
   | tee "$WORK/compare_default.txt"
 mobile-seg compare "$MP_LANDSCAPE" "$LANDSCAPE" mobile_seg/assets/models/landscape.tflite "$MP" \
-  --video "$V/davis16_person" --video "$V/davis_parkour:all" --runs 300 --csv "$WORK/compare_landscape.csv" --quiet --json \
+  --video "$V/davis16_person" --video "$V/davis_parkour:all" --runs 300 \
+  --csv "$WORK/compare_landscape.csv" --quiet --json \
   | tee "$WORK/compare_landscape.txt"
 echo "recipe wall time (this call): $(( $(date +%s) - start )) s" | tee -a "$WORK/wall_time.txt"
 

@@ -49,9 +49,10 @@ def problems(name: str, script: str) -> list[str]:
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
 def test_recipe_parses_and_calls_real_commands_and_flags(recipe):
     assert subprocess.run(["bash", "-n", str(recipe)], capture_output=True).returncode == 0
-    calls = mobile_seg_calls(recipe.read_text())
+    text = recipe.read_text()
+    calls = mobile_seg_calls(text)
     assert len(calls) >= 5, f"{recipe.name}: {len(calls)} mobile-seg calls found"
-    assert problems(recipe.name, recipe.read_text()) == []
+    assert problems(recipe.name, text) == []
 
 
 def test_the_check_catches_unknown_flags_and_commands():
