@@ -267,6 +267,9 @@ class TrainConfig(JsonConfig):
             cross-entropy between the model's and the teacher's person probability minus the
             teacher's entropy (0 at a perfect match), mean over pixels; cross-entropy on the
             hard labels is added wherever they exist.
+        lovasz_weight: weight of the Lovász-softmax loss on the hard labels, a per-image
+            surrogate of 1 − IoU (`mobile_seg.losses.lovasz_softmax`), added to the
+            cross-entropy; 0 = cross-entropy alone.
         init_run: start from the newest checkpoint of another run of the same model (a
             second training stage, e.g. a fine-tune with another data mix or at another
             input size or output stride), or None.
@@ -307,6 +310,8 @@ class TrainConfig(JsonConfig):
         metavar="W1,W2,...", kind="floats")
     distill_weight: float = option(1.0, "Weight of the soft-label loss on examples with a teacher's soft "
                                         "label (`mobile-seg label`, then `data build`).")
+    lovasz_weight: float = option(0.0, "Weight of the Lovász-softmax loss (a per-image IoU surrogate) added "
+                                       "to the cross-entropy on hard labels; 0 = cross-entropy alone.")
     init_run: str | None = option(None, "Start from another run's newest checkpoint (same model; the "
                                         "input size and output stride may differ): a second stage.",
                                   metavar="RUN_DIR", kind="path")
@@ -343,6 +348,8 @@ class TrainConfig(JsonConfig):
             object.__setattr__(self, "data_weights", w)
         if self.distill_weight < 0:
             raise ConfigError(f"distill-weight must be >= 0, got {self.distill_weight}")
+        if self.lovasz_weight < 0:
+            raise ConfigError(f"lovasz-weight must be >= 0, got {self.lovasz_weight}")
         if self.init_run is not None and self.init_weights is not None:
             raise ConfigError("give --init-weights or --init-run, not both")
         for name in ("init_run",):

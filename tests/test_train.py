@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,6 +39,76 @@ def test_loss_ignores_ignore_label_and_applies_class_weights():
     weighted = pixel_cross_entropy(tf.constant([[[0, 1, 255]]]), logits, class_weights=(1.0, 3.0))
     assert weighted.numpy() == pytest.approx([(ce + 3 * ce) / 2], rel=1e-5)
     assert pixel_cross_entropy(tf.fill([1, 1, 3], 255), logits).numpy() == [0.0]
+
+
+def _lovasz_reference(labels, probs, ignore=255):
+    """Berman et al.'s Lovász-softmax, per image over present classes, written out in numpy."""
+    out = []
+    for lab, p in zip(labels, probs):
+        lab, p = lab.ravel(), p.reshape(-1, p.shape[-1])
+        keep = lab != ignore
+        lab, p = lab[keep], p[keep]
+        terms = []
+        for c in range(p.shape[1]):
+            fg = (lab == c).astype(np.float64)
+            if fg.sum() == 0:
+                continue
+            err = np.abs(fg - p[:, c])
+            order = np.argsort(-err, kind="stable")
+            gt = fg[order]
+            jac = 1 - (gt.sum() - np.cumsum(gt)) / (gt.sum() + np.cumsum(1 - gt))
+            jac[1:] = jac[1:] - jac[:-1]
+            terms.append(float(np.dot(err[order], jac)))
+        out.append(np.mean(terms) if terms else 0.0)
+    return np.array(out)
+
+
+def test_lovasz_softmax_matches_the_reference_and_ignores_ignored_pixels():
+    import tensorflow as tf
+    from mobile_seg.losses import lovasz_softmax
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, (4, 6, 7))
+    labels[0, 0, :3] = 255          # some ignored pixels
+    labels[1] = 0                   # no person: only the background term
+    labels[2] = 255                 # nothing labelled: loss 0
+    logits = rng.normal(size=(4, 6, 7, 2)).astype(np.float32)
+    want = _lovasz_reference(labels, tf.nn.softmax(logits).numpy())
+    assert want[1] > 0 and want[2] == 0
+    got = lovasz_softmax(tf.constant(labels), tf.constant(logits)).numpy()
+    assert got == pytest.approx(want, abs=1e-5)
+
+    x = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(lovasz_softmax(tf.constant(labels), x))
+    grad = tape.gradient(loss, x).numpy()
+    assert np.abs(grad[2]).max() == 0 and np.abs(grad[0, 0, :3]).max() == 0
+    assert np.abs(grad[0, 1:]).max() > 0 and np.abs(grad[1]).max() > 0
+    # A perfect prediction costs nothing; a one-pixel miss of a 2-pixel person costs half
+    # the person's IoU (0.5), averaged with the background's (4/5 → 0.2 off): (0.5 + 0.2) / 2.
+    lab = np.zeros((1, 1, 6), np.int64)
+    lab[0, 0, :2] = 1
+    perfect = np.where(lab[..., None] == np.arange(2), 30.0, -30.0).astype(np.float32)
+    assert lovasz_softmax(tf.constant(lab), tf.constant(perfect)).numpy() == pytest.approx([0.0], abs=1e-6)
+    miss = perfect.copy()
+    miss[0, 0, 1] = [30.0, -30.0]
+    assert lovasz_softmax(tf.constant(lab), tf.constant(miss)).numpy() == pytest.approx([0.35], abs=1e-5)
+
+
+def test_loss_fn_adds_the_weighted_lovasz_term():
+    import tensorflow as tf
+    from mobile_seg.losses import lovasz_softmax, pixel_cross_entropy
+    from mobile_seg.training.task import make_loss_fn
+    rng = np.random.default_rng(1)
+    labels = tf.constant(rng.integers(0, 2, (2, 5, 5)))
+    logits = tf.constant(rng.normal(size=(2, 5, 5, 2)).astype(np.float32))
+    ce = pixel_cross_entropy(labels, logits).numpy().mean()
+    lv = lovasz_softmax(labels, logits).numpy().mean()
+    for weight, want in ((0.0, ce), (2.5, ce + 2.5 * lv)):
+        loss_fn = make_loss_fn(SimpleNamespace(layers=[]), TrainConfig(batch_size=2, lovasz_weight=weight, weight_decay=0), 1)
+        data_loss, total = loss_fn(logits, labels)
+        assert float(data_loss) == pytest.approx(want, rel=1e-5) and float(total) == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ConfigError, match="lovasz-weight must be >= 0, got -1"):
+        TrainConfig(lovasz_weight=-1)
 
 
 def test_poly_schedule_with_warmup():

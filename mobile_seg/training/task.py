@@ -81,16 +81,19 @@ def make_loss_fn(model, train_config: TrainConfig, num_replicas: int):
     """loss(logits, masks, soft_target, soft_weight) -> (data loss, total loss) of one replica.
 
     Data loss: per-image cross-entropy on the hard labels (255 ignored, class weights),
-    plus `distill_weight` x the soft-label loss where a soft label exists; averaged over
+    plus `lovasz_weight` x the Lovász-softmax loss on them, plus `distill_weight` x the
+    soft-label loss where a soft label exists; averaged over
     the global batch. Total: + weight decay, split over the replicas (their gradients sum).
     """
     import tensorflow as tf
-    from mobile_seg.losses import pixel_cross_entropy, soft_label_loss
+    from mobile_seg.losses import lovasz_softmax, pixel_cross_entropy, soft_label_loss
     tc = train_config
     kernels = decayed_kernels(model)
 
     def loss(logits, masks, soft_target=None, soft_weight=None):
         per_image = pixel_cross_entropy(masks, logits, ignore_label=IGNORE_LABEL, class_weights=tc.class_weights)
+        if tc.lovasz_weight > 0:
+            per_image = per_image + tc.lovasz_weight * lovasz_softmax(masks, logits, ignore_label=IGNORE_LABEL)
         if soft_target is not None and tc.distill_weight > 0:
             per_image = per_image + tc.distill_weight * soft_label_loss(soft_target, soft_weight, logits)
         data_loss = tf.nn.compute_average_loss(per_image, global_batch_size=tc.batch_size)
