@@ -15,9 +15,9 @@
 #   --install copies the square file into mobile_seg/assets/models as default.tflite, stamps
 #   its metrics into the file's metadata and rewrites its models.json entry from the compare run.
 # About 4 h on an idle 2-core machine (stage 1 ~50 min, stage 2 ~60 min, stage 3 ~40 min,
-# stage 4 ~45 min, QAT ~8 min, exports and two compare runs ~15 min). Every step resumes or is skipped when
-# its output exists: rerun the same command after a stop (Ctrl-C, SIGTERM, a lost session)
-# and it goes on where it was.
+# stage 4 ~45 min (estimated), QAT ~8 min, exports and two compare runs ~15 min). Every step
+# resumes or is skipped when its output exists: rerun the same command after a stop (Ctrl-C,
+# SIGTERM, a lost session) and it goes on where it was.
 set -euo pipefail
 SHARED=$(cd "${1:-../shared/data}" && pwd)
 WORK=${2:-runs/default_model}

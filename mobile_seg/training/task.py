@@ -82,8 +82,7 @@ def make_loss_fn(model, train_config: TrainConfig, num_replicas: int):
 
     Data loss: per-image cross-entropy on the hard labels (255 ignored, class weights),
     plus `lovasz_weight` x the Lovász-softmax loss on them, plus `distill_weight` x the
-    soft-label loss where a soft label exists; averaged over
-    the global batch. Total: + weight decay, split over the replicas (their gradients sum).
+    soft-label loss where a soft label exists; averaged over the global batch. Total: + weight decay, split over the replicas (their gradients sum).
     """
     import tensorflow as tf
     from mobile_seg.losses import lovasz_softmax, pixel_cross_entropy, soft_label_loss
