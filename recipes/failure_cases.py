@@ -41,16 +41,49 @@ def _small(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else rgb
 
 
-def main(argv: list[str]) -> None:
-    opts = {"--worst": 6.0, "--min-person": 0.01}
+USAGE = ("usage: python recipes/failure_cases.py MODEL.tflite BASELINE.tflite OUT_DIR BUILT_DATASET... "
+         "[--worst N] [--min-person F]")
+
+
+def fail(message: str) -> None:
+    """One error line, exit 2 (before anything is written)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_args(argv: list[str]) -> tuple[str, str, Path, list[str], int, float]:
+    """MODEL, BASELINE, OUT_DIR, datasets, --worst and --min-person, or one error line."""
+    opts = {"--worst": "6", "--min-person": "0.01"}
     for flag in opts:
         if flag in argv:
             i = argv.index(flag)
-            opts[flag] = float(argv[i + 1])
+            if i + 1 >= len(argv):
+                fail(f"{flag} needs a value; {USAGE}")
+            opts[flag] = argv[i + 1]
             argv = argv[:i] + argv[i + 2:]
-    worst, min_person = int(opts["--worst"]), opts["--min-person"]
+    try:
+        worst, min_person = int(opts["--worst"]), float(opts["--min-person"])
+    except ValueError:
+        fail(f"--worst takes an integer and --min-person a number, got {opts['--worst']!r}, "
+             f"{opts['--min-person']!r}")
+    unknown = [a for a in argv if a.startswith("-")]
+    if unknown or len(argv) < 4:
+        fail(f"unknown option {unknown[0]}" if unknown else f"expected MODEL, BASELINE, OUT_DIR and a dataset; {USAGE}")
     model_path, baseline_path, out_dir, *datasets = argv
-    out_dir = Path(out_dir)
+    for path in (model_path, baseline_path):
+        if not Path(path).is_file():
+            fail(f"{path}: no such model file")
+    for data in datasets:
+        if not Path(data).is_dir():
+            fail(f"{data}: no such built dataset (a `mobile-seg data build` output folder)")
+    return model_path, baseline_path, Path(out_dir), datasets, worst, min_person
+
+
+def main(argv: list[str]) -> None:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip())
+        sys.exit(0)
+    model_path, baseline_path, out_dir, datasets, worst, min_person = parse_args(argv)
     out_dir.mkdir(parents=True, exist_ok=True)
     ours, base = load_predictor(tflite=model_path, num_threads=1), load_predictor(tflite=baseline_path, num_threads=1)
     rows, cases = [], []

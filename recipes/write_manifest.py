@@ -4,27 +4,63 @@ file's own metadata.
 Usage: python recipes/write_manifest.py COMPARE_OUTPUT NAME FILE MODEL BASELINE "DESCRIPTION" [KEY=VALUE ...]
 COMPARE_OUTPUT holds `compare --json` output (its last line is the JSON); MODEL and BASELINE
 are the names compare gave the two models; FILE is the installed file in
-mobile_seg/assets/models, whose metadata gets the per-split metrics.
+mobile_seg/assets/models, whose metadata gets the per-split metrics. An entry of the same NAME
+is replaced where it stands (the first entry is the default the demo picks); a new one is appended.
 """
 import json
 import sys
 from pathlib import Path
 
-from converters.metadata import restamp
-from mobile_seg.io_utils import write_json_atomic
-from mobile_seg.shipped import MANIFEST_NAME, MODELS_DIR, manifest_entry, read_manifest
+USAGE = ('usage: python recipes/write_manifest.py COMPARE_OUTPUT NAME FILE MODEL BASELINE "DESCRIPTION" '
+         '[KEY=VALUE ...]')
+
+
+def fail(message: str) -> None:
+    """One error line, exit 2 (before anything is written)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def read_compare(path: str, model: str, baseline: str) -> dict:
+    """The JSON last line of a `compare --json` output that measured both `model` and `baseline`."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        fail(f"{path}: cannot read it ({e.strerror or e})")
+    try:
+        compare = json.loads(text.strip().splitlines()[-1])
+        measured = {m["name"] for m in compare["models"]}
+    except (IndexError, ValueError, KeyError, TypeError):
+        fail(f"{path}: its last line is not the JSON of `mobile-seg compare --json`")
+    for who in (model, baseline):
+        if who not in measured:
+            fail(f"{path}: compare did not measure {who!r} (it has {', '.join(sorted(measured))})")
+    return compare
 
 
 def main(argv):
+    if {"-h", "--help"} & set(argv):
+        print(__doc__.strip())
+        sys.exit(0)
+    if len(argv) < 6 or any("=" not in p for p in argv[6:]):
+        fail(f"expected 6 arguments and KEY=VALUE pairs; {USAGE}")
     compare_out, name, file, model, baseline, description, *pairs = argv
-    compare = json.loads(Path(compare_out).read_text().strip().splitlines()[-1])
+    compare = read_compare(compare_out, model, baseline)
+    from converters.metadata import restamp
+    from mobile_seg.io_utils import write_json_atomic
+    from mobile_seg.shipped import MANIFEST_NAME, MODELS_DIR, manifest_entry, read_manifest
+    if not (MODELS_DIR / file).is_file():
+        fail(f"{MODELS_DIR / file}: no such model file (copy the .tflite there first)")
     extra = dict(p.split("=", 1) for p in pairs)
     entry = manifest_entry(name, file, description, compare, model, baseline, **extra)
     metrics = {split: {"person_iou": iou, "mean_image_iou": entry["mean_image_iou"].get(split)}
                for split, iou in entry["person_iou"].items()}
     restamp(MODELS_DIR / file, metrics={k: {m: v for m, v in d.items() if v is not None}
                                         for k, d in metrics.items()})
-    entries = [e for e in read_manifest() if e.get("name") != name] + [entry]
+    current = read_manifest()
+    entries = [entry if e.get("name") == name else e for e in current]   # keeps its place
+    if all(e.get("name") != name for e in current):
+        entries.append(entry)
     write_json_atomic(MODELS_DIR / MANIFEST_NAME, {"models": entries})
     print(json.dumps(entry, indent=1))
 

@@ -62,3 +62,74 @@ def test_the_check_catches_unknown_flags_and_commands():
     assert mobile_seg_calls(script)[1] == ["train", "--data", "d", "--no-such-flag", "3", "--out", "o"]
     assert problems("r.sh", script) == ["r.sh: mobile-seg train has no --no-such-flag",
                                         "r.sh: not a command: mobile-seg data frobnicate --out o"]
+
+
+def load_recipe_script(name: str):
+    """A recipes/*.py script as a module (recipes/ is not a package)."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "recipes" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_write_manifest_replaces_an_entry_where_it_stands(tmp_path, monkeypatch, capsys):
+    """Re-installing the default keeps it first (the demo picks the first entry); a new
+    name is appended; the file's metadata gets the per-split figures."""
+    import json
+    import shutil
+    from mobile_seg.model_metadata import read_model_file, read_record, record_metrics
+    import mobile_seg.shipped as shipped
+    write_manifest = load_recipe_script("write_manifest.py")
+    for name in ("default.tflite", "landscape.tflite"):
+        shutil.copy(shipped.MODELS_DIR / name, tmp_path / name)
+    (tmp_path / "models.json").write_text(json.dumps({"models": [{"name": "default", "file": "default.tflite"},
+                                                                 {"name": "landscape", "file": "landscape.tflite"}]}))
+    monkeypatch.setattr(shipped, "MODELS_DIR", tmp_path)
+    fig = {"person_iou": 0.8, "mean_image_iou": 0.7}
+    compare = {"models": [{"name": "mp"}, {"name": "ours"}],
+               "splits": {"portraits/val": {"models": {"mp": fig, "ours": {**fig, "mean_image_iou": 0.75}}}},
+               "latency": {"mp": {"median_ms": 2.0}, "ours": {"median_ms": 3.0}}}
+    (tmp_path / "compare.txt").write_text("progress\n" + json.dumps(compare) + "\n")
+    write_manifest.main([str(tmp_path / "compare.txt"), "default", "default.tflite", "ours", "mp", "new default"])
+    entries = json.loads((tmp_path / "models.json").read_text())["models"]
+    assert [e["name"] for e in entries] == ["default", "landscape"]
+    assert entries[0]["description"] == "new default" and entries[0]["latency_ms"]["ratio"] == 1.5
+    record = read_record(read_model_file(tmp_path / "default.tflite"))
+    assert record_metrics(record)["portraits/val"]["mean_image_iou"] == 0.75
+    write_manifest.main([str(tmp_path / "compare.txt"), "extra", "landscape.tflite", "ours", "mp", "x"])
+    assert [e["name"] for e in json.loads((tmp_path / "models.json").read_text())["models"]] == \
+        ["default", "landscape", "extra"]
+    capsys.readouterr()
+    before = (tmp_path / "models.json").read_text()
+    for argv, message in [([str(tmp_path / "compare.txt"), "a"], "expected 6 arguments"),
+                          ([str(tmp_path / "nope.txt"), "d", "default.tflite", "ours", "mp", "x"],
+                           "nope.txt: cannot read it"),
+                          ([str(tmp_path / "models.json"), "d", "default.tflite", "ours", "mp", "x"],
+                           "its last line is not the JSON of `mobile-seg compare --json`"),
+                          ([str(tmp_path / "compare.txt"), "d", "default.tflite", "theirs", "mp", "x"],
+                           "compare did not measure 'theirs' (it has mp, ours)"),
+                          ([str(tmp_path / "compare.txt"), "d", "none.tflite", "ours", "mp", "x"],
+                           "none.tflite: no such model file")]:
+        with pytest.raises(SystemExit) as e:
+            write_manifest.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert (tmp_path / "models.json").read_text() == before
+
+
+def test_failure_cases_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    failure_cases = load_recipe_script("failure_cases.py")
+    model = str(Path(__file__).resolve().parents[1] / "mobile_seg" / "assets" / "models" / "default.tflite")
+    for argv, message in [([model, model, str(tmp_path)], "expected MODEL, BASELINE, OUT_DIR and a dataset"),
+                          ([model, "nope.tflite", str(tmp_path), "d"], "nope.tflite: no such model file"),
+                          ([model, model, str(tmp_path / "out"), str(tmp_path / "nodata")], "nodata: no such built"),
+                          ([model, model, str(tmp_path), "d", "--worst"], "--worst needs a value"),
+                          ([model, model, str(tmp_path), "d", "--worst", "x"], "--worst takes an integer"),
+                          ([model, model, str(tmp_path), "d", "--best", "3"], "unknown option --best")]:
+        with pytest.raises(SystemExit) as e:
+            failure_cases.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
