@@ -17,7 +17,7 @@ import click
 from mobile_seg import __version__
 from mobile_seg.cli_config import config_options, config_overrides
 from mobile_seg.config import ExportConfig, ModelConfig, QATConfig, TrainConfig
-from mobile_seg.errors import MobileSegError
+from mobile_seg.errors import MobileSegError, user_error_line
 
 
 class MobileSegGroup(click.Group):
@@ -28,14 +28,12 @@ class MobileSegGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except MobileSegError as e:
-            click.echo(f"{e.prefix}{e}", err=True)
-            sys.exit(e.exit_code)
-        except OSError as e:
-            if e.filename is None:
+        except (MobileSegError, OSError) as e:
+            report = user_error_line(e)
+            if report is None:
                 raise
-            click.echo(f"error: {e.filename}: {e.strerror or e}", err=True)
-            sys.exit(2)
+            click.echo(report[0], err=True)
+            sys.exit(report[1])
 
 
 def echo_json(obj) -> None:

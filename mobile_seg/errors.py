@@ -1,13 +1,15 @@
 """User-facing errors: each names the file (or setting) and the problem in one line.
 
-Every error a user can cause is a MobileSegError defined here. The CLI group maps them
-once (`mobile_seg.cli`): it prints `<prefix><message>` and exits with the class's
-`exit_code` (2 unless said otherwise); anything else is a bug and keeps its traceback.
+Every error a user can cause is a MobileSegError defined here. `user_error_line` maps them
+(and an OSError naming a file) to `<prefix><message>` and the class's `exit_code` (2 unless
+said otherwise); the CLI group and `run_script` (the recipes' scripts) print that line and
+exit; anything else is a bug and keeps its traceback.
 This module imports nothing of ours (the bottom row, with spec.py).
 """
 from __future__ import annotations
 
 import os
+import sys
 
 
 class MobileSegError(Exception):
@@ -67,3 +69,26 @@ class Stopped(MobileSegError):
         self.signal_name = signal_name
         self.exit_code = 128 + int(getattr(signal, signal_name))
         super().__init__(f"{signal_name}: {what}")
+
+
+def user_error_line(e: BaseException) -> tuple[str, int] | None:
+    """(the one line to print, the exit code) for a user error: a MobileSegError, or an
+    OSError naming a file (unreadable, unwritable, disk full); None for anything else (a bug)."""
+    if isinstance(e, MobileSegError):
+        return f"{e.prefix}{e}", e.exit_code
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"error: {e.filename}: {e.strerror or e}", 2
+    return None
+
+
+def run_script(main, argv: list[str]) -> None:
+    """Run a script's `main(argv)` as the CLI runs a command: a user error becomes one line on
+    stderr and its exit code."""
+    try:
+        main(argv)
+    except (MobileSegError, OSError) as e:
+        report = user_error_line(e)
+        if report is None:
+            raise
+        print(report[0], file=sys.stderr)
+        sys.exit(report[1])

@@ -19,6 +19,7 @@ import numpy as np
 
 from mobile_seg.data.palette import overlay
 from mobile_seg.data.pipeline import iterate_examples
+from mobile_seg.errors import ConfigError, DatasetError, ModelFileError, run_script
 from mobile_seg.evaluate import load_predictor, predict_mask
 from mobile_seg.io_utils import atomic_path
 from mobile_seg.metrics import ConfusionMatrix
@@ -45,37 +46,33 @@ USAGE = ("usage: python recipes/failure_cases.py MODEL.tflite BASELINE.tflite OU
          "[--worst N] [--min-person F]")
 
 
-def fail(message: str) -> None:
-    """One error line, exit 2 (before anything is written)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def parse_args(argv: list[str]) -> tuple[str, str, Path, list[str], int, float]:
-    """MODEL, BASELINE, OUT_DIR, datasets, --worst and --min-person, or one error line."""
+    """MODEL, BASELINE, OUT_DIR, datasets, --worst and --min-person; a ConfigError,
+    ModelFileError or DatasetError (one line, via run_script) for bad ones."""
     opts = {"--worst": "6", "--min-person": "0.01"}
     for flag in opts:
         if flag in argv:
             i = argv.index(flag)
             if i + 1 >= len(argv):
-                fail(f"{flag} needs a value; {USAGE}")
+                raise ConfigError(f"{flag} needs a value; {USAGE}")
             opts[flag] = argv[i + 1]
             argv = argv[:i] + argv[i + 2:]
     try:
         worst, min_person = int(opts["--worst"]), float(opts["--min-person"])
     except ValueError:
-        fail(f"--worst takes an integer and --min-person a number, got {opts['--worst']!r}, "
-             f"{opts['--min-person']!r}")
+        raise ConfigError(f"--worst takes an integer and --min-person a number, got {opts['--worst']!r}, "
+                          f"{opts['--min-person']!r}") from None
     unknown = [a for a in argv if a.startswith("-")]
     if unknown or len(argv) < 4:
-        fail(f"unknown option {unknown[0]}" if unknown else f"expected MODEL, BASELINE, OUT_DIR and a dataset; {USAGE}")
+        raise ConfigError(f"unknown option {unknown[0]}" if unknown
+                          else f"expected MODEL, BASELINE, OUT_DIR and a dataset; {USAGE}")
     model_path, baseline_path, out_dir, *datasets = argv
     for path in (model_path, baseline_path):
         if not Path(path).is_file():
-            fail(f"{path}: no such model file")
+            raise ModelFileError("no such model file", path)
     for data in datasets:
         if not Path(data).is_dir():
-            fail(f"{data}: no such built dataset (a `mobile-seg data build` output folder)")
+            raise DatasetError("no such built dataset (a `mobile-seg data build` output folder)", data)
     return model_path, baseline_path, Path(out_dir), datasets, worst, min_person
 
 
@@ -116,4 +113,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(main, sys.argv[1:])

@@ -11,30 +11,23 @@ import json
 import sys
 from pathlib import Path
 
+from mobile_seg.errors import ConfigError, ModelFileError, run_script
+
 USAGE = ('usage: python recipes/write_manifest.py COMPARE_OUTPUT NAME FILE MODEL BASELINE "DESCRIPTION" '
          '[KEY=VALUE ...]')
 
 
-def fail(message: str) -> None:
-    """One error line, exit 2 (before anything is written)."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
 def read_compare(path: str, model: str, baseline: str) -> dict:
     """The JSON last line of a `compare --json` output that measured both `model` and `baseline`."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        fail(f"{path}: cannot read it ({e.strerror or e})")
+    text = Path(path).read_text()   # an unreadable file: run_script's one OSError line
     try:
         compare = json.loads(text.strip().splitlines()[-1])
         measured = {m["name"] for m in compare["models"]}
     except (IndexError, ValueError, KeyError, TypeError):
-        fail(f"{path}: its last line is not the JSON of `mobile-seg compare --json`")
+        raise ConfigError("its last line is not the JSON of `mobile-seg compare --json`", path) from None
     for who in (model, baseline):
         if who not in measured:
-            fail(f"{path}: compare did not measure {who!r} (it has {', '.join(sorted(measured))})")
+            raise ConfigError(f"compare did not measure {who!r} (it has {', '.join(sorted(measured))})", path)
     return compare
 
 
@@ -43,14 +36,14 @@ def main(argv):
         print(__doc__.strip())
         sys.exit(0)
     if len(argv) < 6 or any("=" not in p for p in argv[6:]):
-        fail(f"expected 6 arguments and KEY=VALUE pairs; {USAGE}")
+        raise ConfigError(f"expected 6 arguments and KEY=VALUE pairs; {USAGE}")
     compare_out, name, file, model, baseline, description, *pairs = argv
     compare = read_compare(compare_out, model, baseline)
     from converters.metadata import restamp
     from mobile_seg.io_utils import write_json_atomic
     from mobile_seg.shipped import MANIFEST_NAME, MODELS_DIR, manifest_entry, read_manifest
     if not (MODELS_DIR / file).is_file():
-        fail(f"{MODELS_DIR / file}: no such model file (copy the .tflite there first)")
+        raise ModelFileError("no such model file (copy the .tflite there first)", MODELS_DIR / file)
     extra = dict(p.split("=", 1) for p in pairs)
     entry = manifest_entry(name, file, description, compare, model, baseline, **extra)
     metrics = {split: {"person_iou": iou, "mean_image_iou": entry["mean_image_iou"].get(split)}
@@ -66,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_script(main, sys.argv[1:])

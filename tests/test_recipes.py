@@ -10,6 +10,7 @@ import click
 import pytest
 
 from mobile_seg.cli import main
+from mobile_seg.errors import run_script
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.sh"))
 
@@ -105,7 +106,7 @@ def test_write_manifest_replaces_an_entry_where_it_stands(tmp_path, monkeypatch,
     before = (tmp_path / "models.json").read_text()
     for argv, message in [([str(tmp_path / "compare.txt"), "a"], "expected 6 arguments"),
                           ([str(tmp_path / "nope.txt"), "d", "default.tflite", "ours", "mp", "x"],
-                           "nope.txt: cannot read it"),
+                           "nope.txt: No such file or directory"),
                           ([str(tmp_path / "models.json"), "d", "default.tflite", "ours", "mp", "x"],
                            "its last line is not the JSON of `mobile-seg compare --json`"),
                           ([str(tmp_path / "compare.txt"), "d", "default.tflite", "theirs", "mp", "x"],
@@ -113,7 +114,7 @@ def test_write_manifest_replaces_an_entry_where_it_stands(tmp_path, monkeypatch,
                           ([str(tmp_path / "compare.txt"), "d", "none.tflite", "ours", "mp", "x"],
                            "none.tflite: no such model file")]:
         with pytest.raises(SystemExit) as e:
-            write_manifest.main(argv)
+            run_script(write_manifest.main, argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1, err
     assert (tmp_path / "models.json").read_text() == before
@@ -129,7 +130,7 @@ def test_failure_cases_refuses_bad_arguments_in_one_line(tmp_path, capsys):
                           ([model, model, str(tmp_path), "d", "--worst", "x"], "--worst takes an integer"),
                           ([model, model, str(tmp_path), "d", "--best", "3"], "unknown option --best")]:
         with pytest.raises(SystemExit) as e:
-            failure_cases.main(argv)
+            run_script(failure_cases.main, argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
