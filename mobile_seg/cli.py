@@ -280,20 +280,24 @@ def eval_cmd(data, split, run_dir, tflite, resize, limit, threads, quiet, as_jso
 @click.option("--no-bench", is_flag=True, help="Skip the latency run.")
 @click.option("--limit", type=int, default=None, help="Only the first N images of each split.")
 @click.option("--csv", "csv_path", type=click.Path(), default=None, help="Per-image rows to this CSV file.")
+@click.option("--by-size", is_flag=True,
+              help="Also a table per split by the person's share of the frame (< 5 %, 5-20 %, >= 20 %).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def compare_cmd(models, data, video, resize, threads, runs, no_bench, limit, csv_path, quiet, as_json):
+def compare_cmd(models, data, video, resize, threads, runs, no_bench, limit, csv_path, by_size, quiet,
+                as_json):
     """Every MODEL (.tflite file or shipped model name; the first is the reference) on every split.
 
     One table per split: dataset-level and mean per-image person IoU, the paired per-image
     difference to the first model with a bootstrap 95 % CI, precision, recall, flicker on
-    --video splits; then latency from one interleaved bench run.
+    --video splits; then latency from one interleaved bench run. --by-size splits the mean
+    per-image IoU by how much of the frame the person fills.
     """
     from mobile_seg.compare import compare, parse_split, write_csv
     splits = [parse_split(d) for d in data] + [parse_split(v, video=True) for v in video]
     result = compare(list(models), splits, resize=resize, threads=threads, runs=runs,
                      bench=not no_bench, limit=limit, progress=not quiet)
-    click.echo(result.format())
+    click.echo(result.format(by_size=by_size))
     if csv_path:
         write_csv(result, csv_path)
         click.echo(f"per-image rows: {csv_path}")

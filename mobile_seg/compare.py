@@ -15,6 +15,9 @@ the image's own resolution. Per model and split:
 - on frame-ordered splits (`--video`), flicker: the mean fraction of pixels whose label
   changes between consecutive frames of one sequence (ids `<sequence>_<frame>`), and
   the ground truth's own flicker for reference;
+- by the person's share of the frame (truth person pixels / scored pixels: small < 5 %,
+  medium 5–20 %, large ≥ 20 %), the mean per-image IoU and paired difference of each
+  group: where a model wins and loses (a small person and a close-up fail differently);
 
 and one interleaved `bench` run (`mobile_seg.bench.harness`) gives each model's latency
 and its ratio to the first model's.
@@ -37,6 +40,8 @@ from mobile_seg.io_utils import atomic_path
 
 BOOTSTRAP_SAMPLES = 2000
 PERSON = 1
+# person share of the frame: (group, label, low, high)
+SIZE_GROUPS = (("small", "< 5 %", 0.0, 0.05), ("medium", "5–20 %", 0.05, 0.20), ("large", "≥ 20 %", 0.20, 1.01))
 
 
 @dataclass(frozen=True)
@@ -148,12 +153,34 @@ class CompareResult:
     rows: list              # per-image rows for the CSV
     bench: object | None    # BenchResult or None
     seconds: float
+    shares: dict = field(default_factory=dict)  # split name -> person share of each image
+
+    def by_size(self, split: str) -> list[dict]:
+        """Per SIZE_GROUPS group with at least one image: {group, share, images, models: {name:
+        {mean_image_iou, paired_diff: (mean, low, high, n) or None for the first model}}}."""
+        share = np.asarray(self.shares[split], float)
+        out = []
+        for group, label, low, high in SIZE_GROUPS:
+            pick = (share > 0) & (share >= low) & (share < high)
+            if not pick.any():
+                continue
+            base = np.asarray(self.scores[0, split].ious, float)[pick]
+            models = {}
+            for i, name in enumerate(self.names):
+                ious = np.asarray(self.scores[i, split].ious, float)[pick]
+                models[name] = {"mean_image_iou": float(np.nanmean(ious)),
+                                "paired_diff": paired_difference(base, ious) if i else None}
+            out.append({"group": group, "share": label,
+                        "images": int(pick.sum()), "models": models})
+        return out
 
     def to_dict(self) -> dict:
         out = {"models": [{"name": n, "path": str(p)} for n, p in zip(self.names, self.models)],
                "splits": {}, "seconds": round(self.seconds, 1)}
         for s in self.splits:
             entry = {"images": self.images[s.name], "video": s.video, "models": {}}
+            entry["by_person_share"] = [dict(g, models={n: _size_entry(m) for n, m in g["models"].items()})
+                                        for g in self.by_size(s.name)]
             if s.video:
                 entry["truth_flicker"] = _r(self.truth_flicker.get(s.name))
             base = self.scores[0, s.name]
@@ -175,7 +202,8 @@ class CompareResult:
                                         for k in ("load_avg_before", "load_avg_after")}
         return out
 
-    def format(self) -> str:
+    def format(self, by_size: bool = False) -> str:
+        """The tables; `by_size` adds one per split by the person's share of the frame."""
         from mobile_seg.bench.results import pipe_table
         lines = []
         for s in self.splits:
@@ -202,6 +230,8 @@ class CompareResult:
             lines.append(f"{s.name}: {self.images[s.name]} images")
             lines.append(pipe_table(head, rows, set(range(1, len(head)))))
             lines.append("")
+            if by_size:
+                lines += self._size_table(s.name) + [""]
         if self.bench is not None:
             rows = [[m.info.name, f"{m.measurements[0].latency.median_ms:.2f}",
                      f"{m.measurements[0].ratio:.2f}x"] for m in self.bench.models]
@@ -209,6 +239,29 @@ class CompareResult:
             lines.append(f"latency, {t} thread(s), one interleaved run of {self.bench.settings['runs']} rounds:")
             lines.append(pipe_table(["model", "median ms", "vs first"], rows, {1, 2}))
         return "\n".join(lines).rstrip()
+
+    def _size_table(self, split: str) -> list[str]:
+        from mobile_seg.bench.results import pipe_table
+        groups = self.by_size(split)
+        head = ["model"] + [f"{g['group']} {g['share']} ({g['images']})" for g in groups]
+        rows = []
+        for name in self.names:
+            row = [name]
+            for g in groups:
+                m = g["models"][name]
+                d = m["paired_diff"]
+                row.append(f"{m['mean_image_iou']:.3f}" + (f" {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" if d else ""))
+            rows.append(row)
+        return [f"{split} by the person's share of the frame (images): mean img IoU, paired diff",
+                pipe_table(head, rows, set(range(1, len(head))))]
+
+
+def _size_entry(m: dict) -> dict:
+    out = {"mean_image_iou": _r(m["mean_image_iou"])}
+    if m["paired_diff"]:
+        mean, low, high, _ = m["paired_diff"]
+        out["paired_diff"] = {"mean": _r(mean), "ci95": [_r(low), _r(high)]}
+    return out
 
 
 def _r(x, nd=4):
@@ -261,7 +314,7 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
             raise DatasetError(f"compare scores person segmentation: needs 2 classes, has "
                                f"{desc.get('num_classes')}", s.data)
 
-    scores, truth_flicker, images, rows = {}, {}, {}, []
+    scores, truth_flicker, images, rows, shares = {}, {}, {}, [], {}
     stream = stream or sys.stderr
     for s in splits:
         ignore = int(descriptors[s].get("ignore_label", 255))
@@ -270,6 +323,7 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
         for i in range(len(paths)):
             scores[i, s.name] = ModelSplitScore()
         prev_pred, prev_truth, prev_seq, truth_changes = [None] * len(paths), None, None, []
+        split_shares = shares[s.name] = []
         bar = None
         if progress:
             from tqdm import tqdm
@@ -282,6 +336,8 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
                 and prev_truth.shape == truth.shape
             if same_seq:
                 truth_changes.append(float(np.mean((truth == PERSON) != (prev_truth == PERSON))))
+            valid = int(np.count_nonzero(truth != ignore))
+            split_shares.append(_div(np.count_nonzero(truth == PERSON), valid) if valid else 0.0)
             for i, predictor in enumerate(predictors):
                 pred = predict_mask(predictor, image, resize)
                 tp, fp, fn = person_counts(pred, truth, ignore)
@@ -295,7 +351,7 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
                     sc.changes.append(float(np.mean((pred == PERSON) != (prev_pred[i] == PERSON))))
                 prev_pred[i] = pred if s.video else None
                 rows.append({"split": s.name, "id": image_id, "model": names[i], "iou": _r(iou),
-                             "tp": tp, "fp": fp, "fn": fn, "truth_pixels": tp + fn})
+                             "tp": tp, "fp": fp, "fn": fn, "truth_pixels": tp + fn, "scored_pixels": valid})
             prev_truth, prev_seq = truth, seq
             n += 1
             if bar is not None:
@@ -319,7 +375,7 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
         for m, name in zip(result_bench.models, names):
             m.info.name = name
     return CompareResult([str(p) for p in paths], names, list(splits), scores, truth_flicker, images,
-                         rows, result_bench, time.perf_counter() - start)
+                         rows, result_bench, time.perf_counter() - start, shares)
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -332,8 +388,9 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def write_csv(result: CompareResult, path: str | os.PathLike) -> None:
-    """Per-image rows (split, id, model, IoU, tp, fp, fn, truth pixels), atomically."""
+    """Per-image rows (split, id, model, IoU, tp, fp, fn, truth and scored pixels), atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["split", "id", "model", "iou", "tp", "fp", "fn", "truth_pixels"])
+        w = csv.DictWriter(f, fieldnames=["split", "id", "model", "iou", "tp", "fp", "fn", "truth_pixels",
+                                       "scored_pixels"])
         w.writeheader()
         w.writerows(result.rows)

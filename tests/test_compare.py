@@ -84,17 +84,54 @@ def test_compare_scores_flicker_and_bench(shared_data, clips):
     assert lat["selfie_segmentation.tflite"]["ratio"] == 1.0 and lat["default.tflite"]["median_ms"] > 0
 
 
+def test_by_size_groups_the_person_images_by_their_share_of_the_frame(shared_data, clips):
+    """Every image with a person lands in exactly one group, by truth pixels / scored pixels
+    from the CSV rows; each group's mean and paired difference are those of its images."""
+    davis, portraits, _ = clips
+    mp = shared_data / "models/selfie_segmentation.tflite"
+    res = compare([mp, "default", mp], [SplitSpec(davis, "val"), SplitSpec(portraits)], bench=False,
+                  progress=False)
+    for split in ("davis16_person/val", "portraits/val"):
+        rows = {name: [r for r in res.rows if r["split"] == split and r["model"] == name] for name in res.names}
+        share = np.array([r["truth_pixels"] / r["scored_pixels"] for r in rows[res.names[0]]])
+        assert np.allclose(share, res.shares[split]) and (share > 0).all()
+        groups = res.by_size(split)
+        assert sum(g["images"] for g in groups) == len(share)
+        for g in groups:
+            low, high = {"small": (0, 0.05), "medium": (0.05, 0.2), "large": (0.2, 1.01)}[g["group"]]
+            pick = (share >= low) & (share < high)
+            assert g["images"] == pick.sum() > 0
+            ious = {n: np.array([r["iou"] for r in rows[n]])[pick] for n in res.names}
+            for n in res.names:
+                assert g["models"][n]["mean_image_iou"] == pytest.approx(ious[n].mean(), abs=1e-4)
+            mean, low_ci, high_ci, n_img = g["models"]["default.tflite"]["paired_diff"]
+            want = (ious["default.tflite"] - ious[res.names[0]]).mean()
+            assert n_img == pick.sum() and mean == pytest.approx(want, abs=1e-3) and low_ci <= mean <= high_ci
+            assert g["models"][res.names[2]]["paired_diff"][:3] == (0.0, 0.0, 0.0)
+            assert g["models"][res.names[0]]["paired_diff"] is None
+    # the first three portraits val images: one medium, two close-ups
+    assert [(g["group"], g["images"]) for g in res.by_size("portraits/val")] == [("medium", 1), ("large", 2)]
+    table = res.format(by_size=True)
+    assert "portraits/val by the person's share of the frame" in table and "large ≥ 20 % (2)" in table
+    assert "share of the frame" not in res.format()
+
+
 def test_cli_compare_csv_json_and_errors(shared_data, clips, tmp_path):
     davis, portraits, ids = clips
     mp = shared_data / "models/selfie_segmentation.tflite"
     res = cli("compare", mp, "default", "--data", portraits, "--video", f"{davis}:val", "--no-bench",
-              "--csv", tmp_path / "rows.csv", "--quiet", "--json")
+              "--csv", tmp_path / "rows.csv", "--by-size", "--quiet", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(out["splits"]) == {"portraits/val", "davis16_person/val"} and "latency" not in out
+    groups = out["splits"]["portraits/val"]["by_person_share"]
+    assert [(g["group"], g["share"], g["images"]) for g in groups] == [("medium", "5–20 %", 1), ("large", "≥ 20 %", 2)]
+    assert set(groups[1]["models"]["default.tflite"]["paired_diff"]) == {"mean", "ci95"}
+    assert "davis16_person/val by the person's share of the frame" in res.stdout
     assert "paired diff [95% CI]" in res.stdout
     rows = list(csv.DictReader(open(tmp_path / "rows.csv")))
     assert len(rows) == 2 * (3 + 8) and {r["model"] for r in rows} == {"selfie_segmentation.tflite", "default.tflite"}
+    assert all(0 < int(r["truth_pixels"]) <= int(r["scored_pixels"]) for r in rows)
     from click.testing import CliRunner
     from mobile_seg.cli import main
     bad = CliRunner().invoke(main, ["compare", str(mp), "--data", f"{portraits}:nope", "--no-bench",
