@@ -153,12 +153,16 @@ class CompareResult:
     rows: list              # per-image rows for the CSV
     bench: object | None    # BenchResult or None
     seconds: float
-    shares: dict = field(default_factory=dict)  # split name -> person share of each image
+
+    def person_shares(self, split: str) -> np.ndarray:
+        """Each image's truth person pixels / scored pixels, in split order (from the rows)."""
+        return np.array([_div(r["truth_pixels"], r["scored_pixels"]) if r["scored_pixels"] else 0.0
+                         for r in self.rows if r["split"] == split and r["model"] == self.names[0]])
 
     def by_size(self, split: str) -> list[dict]:
         """Per SIZE_GROUPS group with at least one image: {group, share, images, models: {name:
         {mean_image_iou, paired_diff: (mean, low, high, n) or None for the first model}}}."""
-        share = np.asarray(self.shares[split], float)
+        share = self.person_shares(split)
         out = []
         for group, label, low, high in SIZE_GROUPS:
             pick = (share > 0) & (share >= low) & (share < high)
@@ -314,7 +318,7 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
             raise DatasetError(f"compare scores person segmentation: needs 2 classes, has "
                                f"{desc.get('num_classes')}", s.data)
 
-    scores, truth_flicker, images, rows, shares = {}, {}, {}, [], {}
+    scores, truth_flicker, images, rows = {}, {}, {}, []
     stream = stream or sys.stderr
     for s in splits:
         ignore = int(descriptors[s].get("ignore_label", 255))
@@ -323,7 +327,6 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
         for i in range(len(paths)):
             scores[i, s.name] = ModelSplitScore()
         prev_pred, prev_truth, prev_seq, truth_changes = [None] * len(paths), None, None, []
-        split_shares = shares[s.name] = []
         bar = None
         if progress:
             from tqdm import tqdm
@@ -337,7 +340,6 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
             if same_seq:
                 truth_changes.append(float(np.mean((truth == PERSON) != (prev_truth == PERSON))))
             valid = int(np.count_nonzero(truth != ignore))
-            split_shares.append(_div(np.count_nonzero(truth == PERSON), valid) if valid else 0.0)
             for i, predictor in enumerate(predictors):
                 pred = predict_mask(predictor, image, resize)
                 tp, fp, fn = person_counts(pred, truth, ignore)
@@ -375,7 +377,7 @@ def compare(models: list[str | os.PathLike], splits: list[SplitSpec], *, resize:
         for m, name in zip(result_bench.models, names):
             m.info.name = name
     return CompareResult([str(p) for p in paths], names, list(splits), scores, truth_flicker, images,
-                         rows, result_bench, time.perf_counter() - start, shares)
+                         rows, result_bench, time.perf_counter() - start)
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -86,15 +86,20 @@ def test_compare_scores_flicker_and_bench(shared_data, clips):
 
 def test_by_size_groups_the_person_images_by_their_share_of_the_frame(shared_data, clips):
     """Every image with a person lands in exactly one group, by truth pixels / scored pixels
-    from the CSV rows; each group's mean and paired difference are those of its images."""
+    (checked against the masks themselves); each group's mean and paired difference are
+    those of its images."""
+    from mobile_seg.data.pipeline import iterate_examples
     davis, portraits, _ = clips
     mp = shared_data / "models/selfie_segmentation.tflite"
     res = compare([mp, "default", mp], [SplitSpec(davis, "val"), SplitSpec(portraits)], bench=False,
                   progress=False)
-    for split in ("davis16_person/val", "portraits/val"):
+    for split, data in (("davis16_person/val", davis), ("portraits/val", portraits)):
         rows = {name: [r for r in res.rows if r["split"] == split and r["model"] == name] for name in res.names}
         share = np.array([r["truth_pixels"] / r["scored_pixels"] for r in rows[res.names[0]]])
-        assert np.allclose(share, res.shares[split]) and (share > 0).all()
+        truth = [m for _, _, m in iterate_examples(data, "val")]
+        by_hand = np.array([np.count_nonzero(m == 1) / np.count_nonzero(m != 255) for m in truth])
+        assert np.allclose(share, by_hand) and np.allclose(res.person_shares(split), by_hand)
+        assert (share > 0).all()
         groups = res.by_size(split)
         assert sum(g["images"] for g in groups) == len(share)
         for g in groups:
