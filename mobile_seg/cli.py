@@ -164,10 +164,13 @@ def data_build(dataset, images, masks, num_classes, class_names, ignore_label, c
 @click.option("--max-side", type=int, default=640, show_default=True,
               help="Video: downscale frames to this longer side.")
 @click.option("--threads", type=int, default=None, help="Teacher interpreter threads.")
+@click.option("--val-fraction", type=float, default=0.0, show_default=True,
+              help="Source without splits: hold out this share as `val` (images by a hash of "
+                   "the id, a video's last frames).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
 def label_cmd(teacher, source, out, flip, hard, band, boxes, box_margin, every, max_side, threads,
-              quiet, as_json):
+              val_fraction, quiet, as_json):
     """Soft person labels from a TEACHER .tflite for SOURCE (VOC folder, image folder or video).
 
     Writes OUT/SegmentationSoft/<id>.png (person probability x 255) beside the images, the
@@ -177,9 +180,10 @@ def label_cmd(teacher, source, out, flip, hard, band, boxes, box_margin, every, 
     from mobile_seg.label import LabelConfig, label
     config = LabelConfig(flip=flip, hard=hard, band=band, boxes=boxes, box_margin=box_margin,
                          every=every, max_side=max_side, threads=threads)
-    result = label(teacher, source, out, config, progress=not quiet)
+    result = label(teacher, source, out, config, val_fraction=val_fraction, progress=not quiet)
+    split_counts = ", ".join(f"{k} {v}" for k, v in result.summary["splits"].items())
     click.echo(f"labelled {result.labelled} image(s), {result.skipped} already done, "
-               f"{result.total} in all -> {result.out} in {result.seconds:.1f} s")
+               f"{result.total} in all ({split_counts}) -> {result.out} in {result.seconds:.1f} s")
     if as_json:
         echo_json(result.to_dict())
 

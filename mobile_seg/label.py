@@ -9,13 +9,19 @@ Output folder::
     OUT/SegmentationClass/<id>.png     the source's own mask when it has one (bytes
                                        unchanged), otherwise the teacher's hard mask:
                                        0 / 1, and 255 (ignore) where |p − 0.5| < band / 2
-    OUT/ImageSets/Segmentation/*.txt   the source's splits, or `train` = every id
+    OUT/ImageSets/Segmentation/*.txt   the source's splits, or `train` = every id (with
+                                       `val_fraction`: `train` and a held-out `val`)
     OUT/label.json                     teacher, options, counts, time
 
 Every file is written atomically; a rerun skips the ids that are complete, so a stopped
 run resumes. With a boxes file (`{"id": [[x0, y0, x1, y1], ...]}`, e.g. VOC person boxes)
 the labels are 0 outside the boxes grown by `box_margin` of their size: the teacher may
 mark only what an annotator boxed as a person.
+
+A source without splits of its own can keep a share of its ids out of training
+(`val_fraction`), to judge a model trained on the rest with `compare`: images by a hash of
+their id (stable across reruns and added images), a video by its last frames (one block, so
+that neighbouring frames do not land on both sides).
 """
 from __future__ import annotations
 
@@ -135,6 +141,35 @@ def list_source(source: str | os.PathLike, every: int = 5) -> tuple[str, list[_I
     return ("voc" if image_dir != source else "images"), items, splits
 
 
+def hold_out(kind: str, splits: dict[str, list[str]], fraction: float,
+             source: Path) -> dict[str, list[str]]:
+    """{"train", "val"} from a source's one `train` list: about `fraction` of the ids in val.
+
+    Images go to val when a hash of their id falls below `fraction` (the same id always
+    lands on the same side); a video's val is its last frames, one block.
+    """
+    if set(splits) != {"train"}:
+        raise ConfigError(f"{source}: has splits of its own ({', '.join(sorted(splits))}); "
+                          f"--val-fraction is for sources without")
+    ids = splits["train"]
+    if kind == "video":
+        n_val = max(1, round(fraction * len(ids)))
+        if n_val >= len(ids):
+            raise ConfigError(f"{source}: {len(ids)} labelled frame(s) are too few to hold out "
+                              f"{fraction:g} of them")
+        return {"train": ids[:-n_val], "val": ids[-n_val:]}
+    val = {i for i in ids if _id_hash(i) < fraction}
+    if not val or len(val) == len(ids):
+        raise ConfigError(f"{source}: holding out {fraction:g} of {len(ids)} image(s) by id leaves "
+                          f"{'val' if not val else 'train'} empty; choose another --val-fraction")
+    return {"train": [i for i in ids if i not in val], "val": [i for i in ids if i in val]}
+
+
+def _id_hash(image_id: str) -> float:
+    """A stable number in [0, 1) for an id (md5 of its UTF-8 bytes)."""
+    return int(hashlib.md5(image_id.encode()).hexdigest()[:8], 16) / 2 ** 32
+
+
 def _count_frames(path: Path) -> int:
     import cv2
     cap = cv2.VideoCapture(str(path))
@@ -223,12 +258,18 @@ def soft_png(prob: np.ndarray) -> bytes:
 # --- the command --------------------------------------------------------------------------
 
 def label(teacher: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
-          config: LabelConfig = LabelConfig(), *, progress: bool = True, stream=None) -> LabelResult:
-    """Label `source` with `teacher` into `out` (see the module doc); resumes a stopped run."""
+          config: LabelConfig = LabelConfig(), *, val_fraction: float = 0.0, progress: bool = True,
+          stream=None) -> LabelResult:
+    """Label `source` with `teacher` into `out` (see the module doc); resumes a stopped run.
+
+    `val_fraction` > 0 splits a source without splits of its own into `train` and `val`.
+    """
     from mobile_seg.tflite_model import TFLiteModel
     start = time.perf_counter()
     out = Path(out)
     source = Path(source)
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     if out.resolve() == source.resolve():
         raise ConfigError(f"{out}: --out must differ from the source folder")
     if out.exists() and not out.is_dir():
@@ -236,6 +277,8 @@ def label(teacher: str | os.PathLike, source: str | os.PathLike, out: str | os.P
     model = TFLiteModel(teacher, num_threads=config.threads)
     model.check_segmentation_output()
     kind, items, splits = list_source(source, config.every)
+    if val_fraction > 0:
+        splits = hold_out(kind, splits, val_fraction, source)
     boxes = _read_boxes(config.boxes) if config.boxes else None
     done_before = _previous_run(out, teacher, config, source)
 
@@ -271,6 +314,8 @@ def label(teacher: str | os.PathLike, source: str | os.PathLike, out: str | os.P
     finally:
         if bar is not None:
             bar.close()
+    for stale in set(p.stem for p in (out / SPLIT_DIR).glob("*.txt")) - set(splits):
+        (out / SPLIT_DIR / f"{stale}.txt").unlink()     # a rerun with another val_fraction
     for name, ids in splits.items():
         with atomic_path(out / SPLIT_DIR / f"{name}.txt") as tmp:
             tmp.write_text("".join(f"{i}\n" for i in ids))
@@ -280,6 +325,7 @@ def label(teacher: str | os.PathLike, source: str | os.PathLike, out: str | os.P
         "teacher_sha256": hashlib.sha256(model.content).hexdigest(),
         "source": str(source.resolve()), "kind": kind, "config": asdict(config),
         "ids": len(items), "splits": {k: len(v) for k, v in splits.items()},
+        "val_fraction": val_fraction,
         "own_masks": sum(it.mask is not None for it in items),
         "seconds": round(seconds + done_before.get("seconds", 0.0), 1),
     }

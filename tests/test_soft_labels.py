@@ -133,18 +133,23 @@ def test_label_resumes_and_refuses_another_teacher(shared_data, labelled):
         label(teacher, again.summary["source"], result.out, LabelConfig(flip=False), progress=False)
 
 
+def _unlabelled_folder(shared_data, folder, n):
+    """A folder of the first `n` selfies_unlabeled photos: (folder, file names)."""
+    folder.mkdir()
+    src = shared_data / "selfies_unlabeled"
+    names = sorted(p.name for p in src.iterdir() if p.suffix == ".jpg")[:n]
+    for name in names:
+        (folder / name).write_bytes((src / name).read_bytes())
+    return folder, names
+
+
 def test_label_unlabelled_images_hard_masks_band_and_boxes(shared_data, tmp_path):
     from mobile_seg.label import IGNORE_LABEL, LabelConfig, box_mask, hard_mask, label
     prob = np.array([[0.0, 0.45, 0.5, 0.55, 0.61, 1.0]], np.float32)
     assert hard_mask(prob, 0.2).tolist() == [[0, 255, 255, 255, 1, 1]]
     assert hard_mask(prob, 0.0).tolist() == [[0, 0, 1, 1, 1, 1]]
     assert box_mask((10, 10), [[2, 2, 4, 6]], 0.5).sum() == (8 - 0) * (5 - 1)  # rows 0..7, cols 1..4
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    src = shared_data / "selfies_unlabeled"
-    names = sorted(p.name for p in src.iterdir() if p.suffix == ".jpg")[:3]
-    for n in names:
-        (folder / n).write_bytes((src / n).read_bytes())
+    folder, names = _unlabelled_folder(shared_data, tmp_path / "frames", 3)
     boxes = tmp_path / "boxes.json"
     first = names[0][:-4]
     boxes.write_text(json.dumps({first: [[0, 0, 10, 10]]}))
@@ -183,6 +188,48 @@ def test_label_a_video(shared_data, tmp_path):
     frame = cv2.imread(str(tmp_path / "out/JPEGImages/clip_000003.jpg"))
     assert frame.shape == (72, 96, 3)
     assert np.asarray(Image.open(tmp_path / "out/SegmentationSoft/clip_000003.png")).shape == (72, 96)
+
+
+def test_label_holds_out_a_val_split(shared_data, tmp_path):
+    from mobile_seg.label import _id_hash, hold_out, label
+    # images: by a hash of the id, the same ids on the same side whatever else is listed
+    ids = [f"img{i:04d}" for i in range(2000)]
+    split = hold_out("images", {"train": ids}, 0.3, tmp_path)
+    assert sorted(split["train"] + split["val"]) == ids and not set(split["train"]) & set(split["val"])
+    assert 0.27 < len(split["val"]) / len(ids) < 0.33
+    assert all(_id_hash(i) < 0.3 for i in split["val"]) and all(_id_hash(i) >= 0.3 for i in split["train"])
+    assert hold_out("images", {"train": ids[:500]}, 0.3, tmp_path)["val"] == \
+        [i for i in split["val"] if i in set(ids[:500])]
+    # a video: its last frames, one block
+    frames = [f"clip_{i:06d}" for i in range(0, 50, 5)]
+    assert hold_out("video", {"train": frames}, 0.25, tmp_path) == {"train": frames[:-2], "val": frames[-2:]}
+    with pytest.raises(ConfigError, match="too few"):
+        hold_out("video", {"train": frames[:1]}, 0.5, tmp_path)
+    with pytest.raises(ConfigError, match="leaves val empty"):
+        hold_out("images", {"train": ids[:3]}, 0.001, tmp_path)
+    with pytest.raises(ConfigError, match="has splits of its own"):
+        hold_out("voc", {"train": ids[:3], "val": ids[3:5]}, 0.3, tmp_path)
+
+    # end to end: a folder of 8 images, half held out; a rerun without it drops val.txt
+    folder, names = _unlabelled_folder(shared_data, tmp_path / "frames", 8)
+    teacher = shared_data / "models/selfie_segmentation.tflite"
+    res = run_cli("label", teacher, folder, "--out", tmp_path / "out", "--val-fraction", "0.5",
+                  "--quiet", "--json")
+    assert res.exit_code == 0, res.output
+    want = hold_out("images", {"train": sorted(n[:-4] for n in names)}, 0.5, folder)
+    splits_dir = tmp_path / "out/ImageSets/Segmentation"
+    assert (splits_dir / "train.txt").read_text().split() == want["train"]
+    assert (splits_dir / "val.txt").read_text().split() == want["val"]
+    assert json.loads(res.stdout.splitlines()[-1])["splits"] == {k: len(v) for k, v in want.items()}
+    assert f"(train {len(want['train'])}, val {len(want['val'])})" in res.stdout
+    built = build(tmp_path / "out", tmp_path / "built")
+    desc = json.loads((built / "descriptor.json").read_text())
+    assert {k: v["num_examples"] for k, v in desc["splits"].items()} == {k: len(v) for k, v in want.items()}
+    again = label(teacher, folder, tmp_path / "out", progress=False)   # resumes: nothing to label
+    assert (again.labelled, again.skipped) == (0, 8) and not (splits_dir / "val.txt").exists()
+    res = run_cli("label", teacher, folder, "--out", tmp_path / "o2", "--val-fraction", "1")
+    assert res.exit_code == 2 and error_lines(res.stderr) == ["error: --val-fraction must be in [0, 1), got 1.0"]
+    assert not (tmp_path / "o2").exists()
 
 
 def run_cli(*args):
