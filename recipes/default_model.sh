@@ -14,8 +14,9 @@
 # Usage: recipes/default_model.sh [SHARED_DATA_DIR] [WORK_DIR] [--install]
 #   --install copies the square file into mobile_seg/assets/models as default.tflite, stamps
 #   its metrics into the file's metadata and rewrites its models.json entry from the compare run.
-# About 4 h on an idle 2-core machine (stage 1 ~50 min, stage 2 ~60 min, stage 3 ~40 min,
-# stage 4 ~45 min (estimated), QAT ~8 min, exports and two compare runs ~15 min). Every step
+# About 4 h on a 2-core machine: a from-scratch rerun here (nice 15, other work beside it)
+# took stage 1 57 min, stage 2 60 min, stage 3 45 min, stage 4 60 min (beside a second
+# training), QAT, both exports and both compare runs 15 min: 3 h 57 min. Every step
 # resumes or is skipped when its output exists: rerun the same command after a stop (Ctrl-C,
 # SIGTERM, a lost session) and it goes on where it was.
 set -euo pipefail
