@@ -270,6 +270,13 @@ class TrainConfig(JsonConfig):
         lovasz_weight: weight of the Lovász-softmax loss on the hard labels, a per-image
             surrogate of 1 − IoU (`mobile_seg.losses.lovasz_softmax`), added to the
             cross-entropy; 0 = cross-entropy alone.
+        paste_prob: the probability that a training crop gets a person pasted onto it
+            (copy-paste augmentation): the person pixels (class 1) of a crop drawn from the
+            `paste_weights` sets, scaled by `paste_min_scale`–`paste_max_scale` of the crop
+            and placed at random, overwrite the crop's image and label (soft target 1);
+            people in front of other scenes, with exact masks. 2-class models only.
+        paste_weights: with `paste_prob` > 0, the probability of drawing the pasted person
+            from each --data set (normalised; 0 = never), in --data order.
         init_run: start from the newest checkpoint of another run of the same model (a
             second training stage, e.g. a fine-tune with another data mix or at another
             input size or output stride), or None.
@@ -312,6 +319,13 @@ class TrainConfig(JsonConfig):
                                         "label (`mobile-seg label`, then `data build`).")
     lovasz_weight: float = option(0.0, "Weight of the Lovász-softmax loss (a per-image IoU surrogate) added "
                                        "to the cross-entropy on hard labels; 0 = cross-entropy alone.")
+    paste_prob: float = option(0.0, "Probability that a crop gets a person from a --paste-weights set "
+                                    "pasted onto it (copy-paste augmentation); 0 = off.")
+    paste_weights: tuple[float, ...] | None = option(
+        None, "Weight of each --data as a source of pasted people (0 = never), in --data order.",
+        metavar="W1,W2,...", kind="floats")
+    paste_min_scale: float = option(0.3, "Smallest size of a pasted crop, as a fraction of the crop.")
+    paste_max_scale: float = option(1.0, "Largest size of a pasted crop, as a fraction of the crop.")
     init_run: str | None = option(None, "Start from another run's newest checkpoint (same model; the "
                                         "input size and output stride may differ): a second stage.",
                                   metavar="RUN_DIR", kind="path")
@@ -350,6 +364,18 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"distill-weight must be >= 0, got {self.distill_weight}")
         if self.lovasz_weight < 0:
             raise ConfigError(f"lovasz-weight must be >= 0, got {self.lovasz_weight}")
+        if not 0 <= self.paste_prob <= 1:
+            raise ConfigError(f"paste-prob must be in [0, 1], got {self.paste_prob}")
+        if not 0 < self.paste_min_scale <= self.paste_max_scale:
+            raise ConfigError(f"need 0 < paste-min-scale <= paste-max-scale, got "
+                              f"{self.paste_min_scale}, {self.paste_max_scale}")
+        if self.paste_weights is not None:
+            w = tuple(float(x) for x in self.paste_weights)
+            if any(x < 0 for x in w) or not any(x > 0 for x in w):
+                raise ConfigError(f"paste weights must be >= 0 and not all zero, got {w}")
+            object.__setattr__(self, "paste_weights", w)
+        if self.paste_prob > 0 and self.paste_weights is None:
+            raise ConfigError("--paste-prob needs --paste-weights: which --data sets the pasted people come from")
         if self.init_run is not None and self.init_weights is not None:
             raise ConfigError("give --init-weights or --init-run, not both")
         for name in ("init_run",):

@@ -9,6 +9,10 @@ stretched (optionally) and augmented with its soft label through the same geomet
   `data build` (from `mobile-seg label`), augmented with the image;
 - soft weights `[B, h, w]`: 1 where the soft target holds, 0 where an example has none
   (and in padding).
+
+With `paste_prob` > 0 a crop may also get a person pasted onto it (copy-paste
+augmentation, Ghiasi et al. 2021): the class-1 pixels of a second, smaller crop drawn from
+the `paste_weights` sets overwrite its image, label (1) and soft target (1).
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from pathlib import Path
 
 from mobile_seg.config import ModelConfig, TrainConfig
 from mobile_seg.spec import MEAN, STD
+
+PERSON_CLASS = 1  # a 2-class model's person index (checked by training.checks)
 
 
 def data_dirs(data_dir) -> list[Path]:
@@ -38,20 +44,53 @@ def make_train_dataset(data_dir, model_config: ModelConfig, train_config: TrainC
     import tensorflow as tf
     from mobile_seg.data import pipeline
     tc = train_config
+    dirs = data_dirs(data_dir)
     streams, sizes = [], []
-    for i, d in enumerate(data_dirs(data_dir)):
+    for i, d in enumerate(dirs):
         streams.append(_example_stream(d, model_config, tc, seed + 7919 * i))
         _, desc = pipeline.split_files(d, tc.split)
         sizes.append(float(desc["splits"][tc.split]["num_examples"]))
-    weights = list(tc.data_weights) if tc.data_weights is not None else sizes
-    if len(streams) == 1:
-        ds = streams[0]
-    else:
-        total = sum(weights)
-        ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / total for w in weights],
-                                                  seed=seed, stop_on_empty_dataset=False)
+    ds = _mix(streams, list(tc.data_weights) if tc.data_weights is not None else sizes, seed)
+    if tc.paste_prob > 0:
+        ds = _paste_people(ds, dirs, model_config, tc, seed)
     ds = ds.batch(tc.batch_size, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _mix(streams: list, weights: list[float], seed: int):
+    """One stream drawing from `streams` with probabilities ∝ `weights`."""
+    import tensorflow as tf
+    if len(streams) == 1:
+        return streams[0]
+    total = sum(weights)
+    return tf.data.Dataset.sample_from_datasets(streams, weights=[w / total for w in weights],
+                                                seed=seed, stop_on_empty_dataset=False)
+
+
+def _paste_people(ds, dirs: list[Path], model_config: ModelConfig, tc: TrainConfig, seed: int):
+    """Copy-paste: with probability `paste_prob` an example's image, label and soft target
+    take the person pixels of a crop from the `paste_weights` sets, augmented like any crop
+    but scaled by `paste_min_scale`–`paste_max_scale` (so it sits at a random place in its
+    padding). The soft weight is kept: a pasted person counts where the soft target did."""
+    import tensorflow as tf
+    paste_tc = tc.replace(min_scale=tc.paste_min_scale, max_scale=tc.paste_max_scale)
+    sources = [(d, w) for d, w in zip(dirs, tc.paste_weights) if w > 0]
+    people = _mix([_example_stream(d, model_config, paste_tc, seed + 104729 + 7919 * i)
+                   for i, (d, _) in enumerate(sources)], [w for _, w in sources], seed + 1)
+    coin_seed = tf.constant(seed + 15485863, tf.int64)
+
+    def paste(index, example, person):
+        image, mask, target, weight = example
+        person_image, person_mask = person[0], person[1]
+        coin = tf.random.stateless_uniform([], tf.stack([coin_seed, index])) < tc.paste_prob
+        where = coin & tf.equal(person_mask, PERSON_CLASS)
+        image = tf.where(where[..., None], person_image, image)
+        mask = tf.where(where, tf.constant(PERSON_CLASS, mask.dtype), mask)
+        target = tf.where(where, tf.ones_like(target), target)
+        return image, mask, target, weight
+
+    return tf.data.Dataset.zip((ds, people)).enumerate().map(
+        lambda i, pair: paste(i, *pair), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _example_stream(data_dir: Path, model_config: ModelConfig, tc: TrainConfig, seed: int):

@@ -18,6 +18,13 @@ def check_inputs(data_dir, run_dir, model_config: ModelConfig, train_config: Tra
     if train_config.data_weights is not None and len(train_config.data_weights) != len(dirs):
         raise ConfigError(f"--data-weights has {len(train_config.data_weights)} values for "
                           f"{len(dirs)} --data folders")
+    if train_config.paste_prob > 0:
+        if len(train_config.paste_weights) != len(dirs):
+            raise ConfigError(f"--paste-weights has {len(train_config.paste_weights)} values for "
+                              f"{len(dirs)} --data folders")
+        if model_config.num_classes != 2:
+            raise ConfigError(f"--paste-prob pastes people (class 1), which needs a 2-class model "
+                              f"(background, person), not {model_config.num_classes} classes")
     descriptors = [check_dataset(d, model_config, train_config) for d in dirs]
     if train_config.init_weights is not None and not model_config.has_pretrained_weights:
         what = (f"mobilenetv2 alpha {model_config.alpha}" if model_config.backbone == "mobilenetv2"
