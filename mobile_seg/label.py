@@ -36,15 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mobile_seg.data.voc import SOFT_DIR, SPLIT_DIR, read_split_file
 from mobile_seg.errors import ConfigError, DatasetError
 from mobile_seg.io_utils import atomic_path, write_bytes_atomic, write_json_atomic
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
-SOFT_DIR = "SegmentationSoft"
 MASK_DIR = "SegmentationClass"
 IMAGE_DIR = "JPEGImages"
-SPLIT_DIR = Path("ImageSets") / "Segmentation"
 from mobile_seg.spec import IGNORE_LABEL  # noqa: E402
 
 
@@ -128,7 +127,7 @@ def list_source(source: str | os.PathLike, every: int = 5) -> tuple[str, list[_I
     splits: dict[str, list[str]] = {}
     if (source / SPLIT_DIR).is_dir():
         for f in sorted((source / SPLIT_DIR).glob("*.txt")):
-            splits[f.stem] = [ln.split()[0] for ln in f.read_text().splitlines() if ln.strip()]
+            splits[f.stem] = read_split_file(f)
     if not splits:
         splits = {"train": sorted(images)}
     missing = [i for ids in splits.values() for i in ids if i not in images]
