@@ -92,6 +92,10 @@ def test_paste_config_errors(scenes_and_people, tmp_path):
     assert r.exit_code == 2
     assert error_lines(r.stderr) == ["error: --paste-weights has 3 values for 2 --data folders"]
     assert not (tmp_path / "run").exists()
+    from mobile_seg.training.checks import check_inputs
+    with pytest.raises(ConfigError, match="--paste-prob pastes people .class 1., which needs a 2-class model"):
+        check_inputs([scenes, people], tmp_path / "run3", ModelConfig(alpha=0.35, input_size=(SIZE, SIZE), num_classes=3),
+                     TrainConfig(paste_prob=0.5, paste_weights=(0, 1)))
 
 
 def test_train_with_pasted_people_records_the_setting(scenes_and_people, tmp_path):
