@@ -241,6 +241,14 @@ class ModelConfig(JsonConfig):
         return list(self.class_names) if self.class_names else default_class_names(self.num_classes)
 
 
+def _weights(values, what: str) -> tuple[float, ...]:
+    """Sampling or loss weights as floats; ConfigError unless all >= 0 and one > 0."""
+    w = tuple(float(x) for x in values)
+    if any(x < 0 for x in w) or not any(x > 0 for x in w):
+        raise ConfigError(f"{what} must be >= 0 and not all zero, got {w}")
+    return w
+
+
 @dataclass(frozen=True)
 class TrainConfig(JsonConfig):
     """Optimisation settings of one training run.
@@ -349,17 +357,11 @@ class TrainConfig(JsonConfig):
         if not 0 < self.min_scale <= self.max_scale:
             raise ConfigError(f"need 0 < min-scale <= max-scale, got {self.min_scale}, {self.max_scale}")
         if self.class_weights is not None:
-            w = tuple(float(x) for x in self.class_weights)
-            if any(x < 0 for x in w) or not any(x > 0 for x in w):
-                raise ConfigError(f"class weights must be >= 0 and not all zero, got {w}")
-            object.__setattr__(self, "class_weights", w)
+            object.__setattr__(self, "class_weights", _weights(self.class_weights, "class weights"))
         if self.init_weights is not None:
             object.__setattr__(self, "init_weights", str(self.init_weights))
         if self.data_weights is not None:
-            w = tuple(float(x) for x in self.data_weights)
-            if any(x < 0 for x in w) or not any(x > 0 for x in w):
-                raise ConfigError(f"data weights must be >= 0 and not all zero, got {w}")
-            object.__setattr__(self, "data_weights", w)
+            object.__setattr__(self, "data_weights", _weights(self.data_weights, "data weights"))
         if self.distill_weight < 0:
             raise ConfigError(f"distill-weight must be >= 0, got {self.distill_weight}")
         if self.lovasz_weight < 0:
@@ -370,10 +372,7 @@ class TrainConfig(JsonConfig):
             raise ConfigError(f"need 0 < paste-min-scale <= paste-max-scale, got "
                               f"{self.paste_min_scale}, {self.paste_max_scale}")
         if self.paste_weights is not None:
-            w = tuple(float(x) for x in self.paste_weights)
-            if any(x < 0 for x in w) or not any(x > 0 for x in w):
-                raise ConfigError(f"paste weights must be >= 0 and not all zero, got {w}")
-            object.__setattr__(self, "paste_weights", w)
+            object.__setattr__(self, "paste_weights", _weights(self.paste_weights, "paste weights"))
         if self.paste_prob > 0 and self.paste_weights is None:
             raise ConfigError("--paste-prob needs --paste-weights: which --data sets the pasted people come from")
         if self.init_run is not None and self.init_weights is not None:

@@ -39,12 +39,12 @@ import numpy as np
 from mobile_seg.data.voc import SOFT_DIR, SPLIT_DIR, read_split_file
 from mobile_seg.errors import ConfigError, DatasetError
 from mobile_seg.io_utils import atomic_path, write_bytes_atomic, write_json_atomic
+from mobile_seg.spec import IGNORE_LABEL
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 MASK_DIR = "SegmentationClass"
 IMAGE_DIR = "JPEGImages"
-from mobile_seg.spec import IGNORE_LABEL  # noqa: E402
 
 
 @dataclass(frozen=True)
